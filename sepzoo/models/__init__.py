@@ -1,0 +1,91 @@
+"""The model registry.
+
+Every file in this package that defines a separator registers it with ``@register_model``;
+the files are imported on the first registry look-up. Third-party packages register their
+models through the ``sepzoo.models`` entry-point group: each entry point names a module (or
+any object) whose import registers models.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from importlib.metadata import entry_points
+from typing import Any
+
+from sepzoo.errors import SepzooError
+from sepzoo.models.base import DOMAINS, Separator
+from sepzoo.registry import Registry
+
+ENTRY_POINT_GROUP = "sepzoo.models"
+
+
+def _discover() -> None:
+    for info in pkgutil.iter_modules(__path__):
+        if info.name != "base" and not info.name.startswith("_"):
+            importlib.import_module(f"{__name__}.{info.name}")
+    for entry in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            entry.load()
+        except SepzooError:
+            raise
+        except Exception as exc:  # a broken plugin must not hide the others' error messages
+            raise SepzooError(
+                f"model plugin {entry.name!r} ({entry.value}) failed to load: {type(exc).__name__}: {exc}"
+            ) from exc
+
+
+MODELS: Registry[type[Separator]] = Registry("model", discover=_discover)
+
+
+def register_model(name: str):  # noqa: ANN201 - decorator factory
+    """Register a :class:`Separator` subclass under a stable name.
+
+    Args:
+        name: The name recipes and the CLI use to pick the model.
+    """
+    decorate = MODELS.register(name)
+
+    def decorator(cls: type[Separator]) -> type[Separator]:
+        if not (isinstance(cls, type) and issubclass(cls, Separator)):
+            raise TypeError(f"@register_model({name!r}) must decorate a Separator subclass")
+        if cls.domain not in DOMAINS:
+            raise ValueError(f"{cls.__name__}.domain must be one of {DOMAINS}, got {cls.domain!r}")
+        return decorate(cls)
+
+    return decorator
+
+
+def list_models() -> list[str]:
+    """Names of every registered model, sorted."""
+    return MODELS.names()
+
+
+def get_model_class(name: str) -> type[Separator]:
+    """The class registered under ``name``.
+
+    Args:
+        name: A registered model name.
+    """
+    return MODELS.get(name)
+
+
+def create_model(name: str, **kwargs: Any) -> Separator:
+    """Build the model registered under ``name``.
+
+    Args:
+        name: A registered model name.
+        **kwargs: Init arguments overriding the model's defaults.
+    """
+    return MODELS.get(name)(**kwargs)
+
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "MODELS",
+    "Separator",
+    "create_model",
+    "get_model_class",
+    "list_models",
+    "register_model",
+]
