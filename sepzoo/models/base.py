@@ -46,6 +46,7 @@ class Separator(nn.Module):
         needs_references: True when ``forward`` requires the true stems (oracle baselines).
         whole_track: True when the model must see the whole track at once (e.g. an oracle
             whose statistics span the track); the engine then never chunks its input.
+        test_kwargs: Init arguments for a tiny instance used by the registry-wide tests.
 
     Args:
         sources: Names of the stems the model outputs, in output order.
@@ -59,6 +60,8 @@ class Separator(nn.Module):
     needs_references: ClassVar[bool] = False
     whole_track: ClassVar[bool] = False
     registry_name: ClassVar[str | None] = None
+    test_kwargs: ClassVar[dict[str, Any]] = {}
+    """Tiny settings that build the model in milliseconds; the registry-wide tests use them."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
