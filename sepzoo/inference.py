@@ -1,0 +1,561 @@
+"""The inference engine: apply a separator (or a bag of them) to tracks of any length.
+
+Training validation, ``sepzoo eval`` and ``sepzoo separate`` all call :func:`apply_model`, so a
+model is always evaluated the way it is used. The engine
+
+* splits long tracks into overlapping chunks of the model's preferred segment, pads every
+  chunk with *real* neighbouring audio up to ``model.valid_length`` (zeros only beyond the
+  track's edges), runs the chunks through the model in batches and cross-fades the outputs
+  with triangular weights (overlap-add);
+* optionally averages over random time shifts of the input (the "shift trick"), with a
+  seeded generator so that results are reproducible;
+* optionally normalises the input by whole-track statistics and undoes it on the outputs;
+* combines the members of a :class:`BagOfModels` per source with their weights.
+
+The building blocks (:func:`plan_chunks`, :func:`extract_chunk`, :func:`center_crop`,
+:func:`triangular_weight`, :class:`OverlapAdd`) are public so that a streaming front end can
+reuse them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+import tqdm
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from sepzoo.models.base import Separator
+
+MAX_SHIFT_SECONDS = 0.5
+"""Largest random time shift of the shift trick, in seconds."""
+
+
+class BagOfModels(nn.Module):
+    """Several separators whose outputs are averaged per source with weights.
+
+    A bag is also how one-model-per-target systems are used: a member whose weight for a
+    source is 0 does not contribute to that source (and a member with only zero weights is
+    not run at all). Apply a bag with :func:`apply_model`: each member is then chunked with
+    its own segment and valid length.
+
+    Args:
+        models: The members. They must share ``sources`` (same names, same order),
+            ``sample_rate`` and ``audio_channels``.
+        weights: ``weights[m][s]`` is the weight of member ``m`` for source ``s``; weights are
+            non-negative and every source needs a positive total. ``None`` gives every member
+            weight 1 for every source. (Default: ``None``)
+    """
+
+    registry_name: str | None = None
+
+    def __init__(self, models: Sequence[Separator], weights: Sequence[Sequence[float]] | None = None) -> None:
+        super().__init__()
+        if not models:
+            raise ValueError("a bag of models needs at least one member")
+        first = models[0]
+        for index, other in enumerate(models[1:], start=1):
+            for attribute in ("sources", "sample_rate", "audio_channels"):
+                if getattr(other, attribute) != getattr(first, attribute):
+                    raise ValueError(
+                        f"bag member {index} has {attribute}={getattr(other, attribute)!r} but member 0 has "
+                        f"{attribute}={getattr(first, attribute)!r}; all members must agree"
+                    )
+        self.members = nn.ModuleList(models)
+        self.sources: list[str] = list(first.sources)
+        self.sample_rate: int = first.sample_rate
+        self.audio_channels: int = first.audio_channels
+        self.weights: list[list[float]] = _check_bag_weights(weights, len(models), len(self.sources))
+        segments = [m.segment for m in models if m.segment is not None]
+        self.segment: float | None = min(segments) if segments else None
+        domains = {m.domain for m in models}
+        self.domain: str = domains.pop() if len(domains) == 1 else "hybrid"
+
+    @property
+    def needs_references(self) -> bool:
+        """True when any member needs the reference stems."""
+        return any(m.needs_references for m in self.members)
+
+    @property
+    def whole_track(self) -> bool:
+        """True when any member must see whole tracks."""
+        return any(m.whole_track for m in self.members)
+
+    @property
+    def segment_length(self) -> int | None:
+        """The smallest member segment in samples, or ``None``."""
+        if self.segment is None:
+            return None
+        return int(round(self.segment * self.sample_rate))
+
+    def valid_length(self, length: int) -> int:
+        """Smallest length >= ``length`` that every member handles exactly.
+
+        Args:
+            length: A number of samples.
+        """
+        for _ in range(1000):
+            longest = max(m.valid_length(length) for m in self.members)
+            if longest == length:
+                return length
+            length = longest
+        raise ValueError("the bag members' valid lengths do not agree on any length")
+
+    def forward(self, mix: Tensor, references: Tensor | None = None) -> Tensor:
+        """Run every member on ``mix`` as is (no chunking) and combine the outputs.
+
+        Prefer :func:`apply_model`, which honours each member's segment and valid length.
+
+        Args:
+            mix: The mixture, ``[batch, audio_channels, time]``.
+            references: The true stems ``[batch, sources, audio_channels, time]`` for members
+                that need them. (Default: ``None``)
+        """
+        total = None
+        for member, weight in zip(self.members, self.weights):
+            if not any(weight):
+                continue
+            out = member(mix, references) if member.needs_references else member(mix)  # B, S, C, T
+            weighted = out * _source_weights(weight, out)
+            total = weighted if total is None else total + weighted
+        assert total is not None  # every source has a positive weight sum, so some member ran
+        return total / _source_weights(self._weight_totals(), total)
+
+    def check_input(self, mix: Tensor, references: Tensor | None = None) -> None:
+        """Raise ``ValueError`` naming the shape when the input does not fit every member.
+
+        Args:
+            mix: The mixture, ``[batch, audio_channels, time]``.
+            references: The true stems, or ``None``.
+        """
+        for member in self.members:
+            member.check_input(mix, references)
+
+    def num_parameters(self) -> int:
+        """Number of trainable parameters over all members."""
+        return sum(m.num_parameters() for m in self.members)
+
+    def _weight_totals(self) -> list[float]:
+        return [sum(column) for column in zip(*self.weights)]
+
+
+def _check_bag_weights(
+    weights: Sequence[Sequence[float]] | None, num_models: int, num_sources: int
+) -> list[list[float]]:
+    if weights is None:
+        return [[1.0] * num_sources for _ in range(num_models)]
+    rows = [[float(w) for w in row] for row in weights]
+    if len(rows) != num_models or any(len(row) != num_sources for row in rows):
+        raise ValueError(
+            f"bag weights must be {num_models} lists (one per member) of {num_sources} numbers (one per "
+            f"source), got lists of lengths {[len(row) for row in rows]}"
+        )
+    if any(w < 0 for row in rows for w in row):
+        raise ValueError(f"bag weights must be non-negative, got {rows}")
+    if any(sum(column) <= 0 for column in zip(*rows)):
+        raise ValueError(f"every source needs a positive total weight over the bag members, got {rows}")
+    return rows
+
+
+def _source_weights(weights: Sequence[float], like: Tensor) -> Tensor:
+    """Per-source weights shaped to broadcast over ``[B, S, C, T]``."""
+    return torch.tensor(weights, dtype=like.dtype, device=like.device).view(1, -1, 1, 1)
+
+
+# ----------------------------------------------------------------------------------------------
+# Building blocks
+
+
+def plan_chunks(length: int, chunk_length: int, overlap: float) -> list[int]:
+    """Start offsets of overlapping chunks that cover ``length`` samples.
+
+    Consecutive chunks start ``stride = int((1 - overlap) * chunk_length)`` samples apart
+    (at least 1); the last chunk is the first one that reaches the end of the signal, so no
+    chunk lies entirely in territory already covered.
+
+    Args:
+        length: Number of samples to cover.
+        chunk_length: Samples per chunk.
+        overlap: Fraction of a chunk shared with the next one, in ``[0, 1)``.
+    """
+    if length <= 0:
+        raise ValueError(f"cannot plan chunks over a signal of length {length}")
+    if chunk_length <= 0:
+        raise ValueError(f"chunk length must be positive, got {chunk_length}")
+    if not 0 <= overlap < 1:
+        raise ValueError(f"overlap must be in [0, 1), got {overlap}")
+    stride = max(1, int((1 - overlap) * chunk_length))
+    offsets = [0]
+    while offsets[-1] + chunk_length < length:
+        offsets.append(offsets[-1] + stride)
+    return offsets
+
+
+def extract_chunk(signal: Tensor, offset: int, length: int, target_length: int) -> Tensor:
+    """Cut ``signal[..., offset:offset + length]`` widened to ``target_length`` samples.
+
+    The extra ``target_length - length`` samples are split evenly around the chunk (one more
+    on the right when odd) and taken from the real neighbouring audio; only positions outside
+    the signal are zeros. :func:`center_crop` undoes the widening.
+
+    Args:
+        signal: Any tensor with time as its last dimension.
+        offset: First sample of the chunk.
+        length: Samples in the chunk.
+        target_length: Samples to return, ``>= length``.
+    """
+    if target_length < length:
+        raise ValueError(f"target length {target_length} is shorter than the chunk length {length}")
+    total = signal.shape[-1]
+    start = offset - (target_length - length) // 2
+    end = start + target_length
+    inside = signal[..., max(0, start) : min(total, end)]
+    return F.pad(inside, (max(0, -start), max(0, end - total)))
+
+
+def center_crop(signal: Tensor, length: int) -> Tensor:
+    """Keep the central ``length`` samples of ``signal`` (the inverse of :func:`extract_chunk`).
+
+    Args:
+        signal: Any tensor with time as its last dimension.
+        length: Samples to keep, ``<= signal.shape[-1]``.
+    """
+    excess = signal.shape[-1] - length
+    if excess < 0:
+        raise ValueError(f"cannot crop {signal.shape[-1]} samples to {length}")
+    left = excess // 2
+    return signal[..., left : left + length]
+
+
+def triangular_weight(length: int, power: float = 1.0, device: torch.device | str | None = None) -> Tensor:
+    """Cross-fade window: a triangle peaking at 1 in the middle, raised to ``power``.
+
+    Every value is positive (the edges are ``(1 / peak) ** power``), so any sample covered by
+    a chunk gets a non-zero weight; larger ``power`` makes the transitions between chunks
+    sharper.
+
+    Args:
+        length: Number of samples.
+        power: Exponent applied to the triangle. (Default: ``1.0``)
+        device: Device of the returned tensor. (Default: ``None``, the CPU)
+    """
+    if length <= 0:
+        raise ValueError(f"window length must be positive, got {length}")
+    position = torch.arange(length, device=device)
+    triangle = torch.minimum(position + 1, length - position).float()
+    return (triangle / triangle.max()) ** power
+
+
+class OverlapAdd:
+    """Accumulates weighted chunk outputs and returns their weighted average.
+
+    Args:
+        leading_shape: Shape of the output without its time dimension (e.g. ``[B, S, C]``).
+        length: Total number of output samples.
+        window: Weight of each sample of a full chunk (e.g. :func:`triangular_weight`).
+        device: Where the accumulators live. (Default: ``None``, the CPU)
+    """
+
+    def __init__(
+        self,
+        leading_shape: Sequence[int],
+        length: int,
+        window: Tensor,
+        device: torch.device | str | None = None,
+    ) -> None:
+        self.length = length
+        self.window = window.to(device)
+        self.total = torch.zeros(*leading_shape, length, device=device)
+        self.weight_sum = torch.zeros(length, device=device)
+
+    def add(self, chunk: Tensor, offset: int) -> None:
+        """Add one chunk output that starts at sample ``offset``; samples past the end are dropped.
+
+        Args:
+            chunk: Output for the chunk, ``[*leading_shape, window length]``.
+            offset: Position of the chunk's first sample in the output.
+        """
+        count = min(chunk.shape[-1], self.length - offset)
+        weight = self.window[:count]
+        self.total[..., offset : offset + count] += chunk[..., :count].to(self.total.device) * weight
+        self.weight_sum[offset : offset + count] += weight
+
+    def result(self) -> Tensor:
+        """The weighted average of everything added so far, ``[*leading_shape, length]``."""
+        if bool((self.weight_sum <= 0).any()):
+            raise RuntimeError("some output samples were not covered by any chunk")
+        return self.total / self.weight_sum
+
+
+# ----------------------------------------------------------------------------------------------
+# The engine
+
+
+@dataclass
+class _Settings:
+    """Options shared by every level of one :func:`apply_model` call."""
+
+    segment: float | None
+    overlap: float
+    transition_power: float
+    batch_size: int
+    device: torch.device | None
+    progress: bool
+
+
+def apply_model(
+    model: Separator | BagOfModels,
+    mix: Tensor,
+    references: Tensor | None = None,
+    *,
+    segment: float | None = None,
+    overlap: float = 0.25,
+    shifts: int = 0,
+    transition_power: float = 1.0,
+    normalize: bool = False,
+    batch_size: int = 4,
+    device: str | torch.device | None = None,
+    seed: int = 0,
+    progress: bool = False,
+) -> Tensor:
+    """Separate ``mix`` with ``model``, chunking, shifting and normalising as asked.
+
+    Runs under ``torch.no_grad()`` and leaves the model's train/eval mode alone (set it
+    before calling). The model must already be on ``device``.
+
+    Args:
+        model: A separator or a bag of separators.
+        mix: One track ``[C, T]`` or a batch ``[B, C, T]``.
+        references: The true stems ``[S, C, T]`` / ``[B, S, C, T]``, required by models with
+            ``needs_references``. (Default: ``None``)
+        segment: Chunk length in seconds, overriding each model's own ``segment``. With no
+            segment from either, or for models with ``whole_track``, the whole track is
+            processed in one call. (Default: ``None``)
+        overlap: Fraction of each chunk shared with the next. (Default: ``0.25``)
+        shifts: Number of random time shifts (of up to 0.5 s) to average over; 0 disables
+            the shift trick. (Default: ``0``)
+        transition_power: Exponent of the triangular cross-fade; larger is sharper, must be
+            ``>= 1``. (Default: ``1.0``)
+        normalize: Normalise the input by the whole track's mean and standard deviation
+            (of the channel average) and undo it on the outputs. (Default: ``False``)
+        batch_size: Chunks run through the model at once. (Default: ``4``)
+        device: Where the model runs; chunks are moved there and results back.
+            (Default: ``None``, the device of the model's parameters, else the CPU)
+        seed: Seed of the generator drawing the shifts. (Default: ``0``)
+        progress: Show a progress bar over chunks on stderr. (Default: ``False``)
+
+    Returns:
+        Stems ``[S, C, T]`` (or ``[B, S, C, T]`` for a batch), float32 on ``mix``'s device.
+    """
+    _check_options(overlap, shifts, transition_power, batch_size, segment)
+    batched = mix.dim() == 3
+    mix, references = _as_batch(model, mix, references)
+    settings = _Settings(
+        segment=segment,
+        overlap=overlap,
+        transition_power=transition_power,
+        batch_size=batch_size,
+        device=None if device is None else torch.device(device),
+        progress=progress,
+    )
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        if normalize:
+            mean, std = _track_statistics(mix)
+            mix = (mix - mean) / std
+            references = None if references is None else (references - mean.unsqueeze(1)) / std.unsqueeze(1)
+        members = list(model.members) if isinstance(model, BagOfModels) else [model]
+        weights = model.weights if isinstance(model, BagOfModels) else [[1.0] * len(model.sources)]
+        stems = _apply_bag(members, weights, mix, references, shifts, generator, settings)
+        if normalize:
+            stems = stems * std.unsqueeze(1) + mean.unsqueeze(1)
+    return stems if batched else stems[0]
+
+
+def _check_options(
+    overlap: float, shifts: int, transition_power: float, batch_size: int, segment: float | None
+) -> None:
+    if not 0 <= overlap < 1:
+        raise ValueError(f"overlap must be in [0, 1), got {overlap}")
+    if shifts < 0:
+        raise ValueError(f"shifts must be >= 0, got {shifts}")
+    if transition_power < 1:
+        raise ValueError(
+            f"transition_power must be >= 1 (smaller values favour chunk edges), got {transition_power}"
+        )
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if segment is not None and segment <= 0:
+        raise ValueError(f"segment must be positive seconds or None, got {segment}")
+
+
+def _model_name(model: Separator | BagOfModels) -> str:
+    return model.registry_name or type(model).__name__
+
+
+def _as_batch(
+    model: Separator | BagOfModels, mix: Tensor, references: Tensor | None
+) -> tuple[Tensor, Tensor | None]:
+    """Check shapes and return float32 ``[B, C, T]`` / ``[B, S, C, T]`` tensors."""
+    if mix.dim() not in (2, 3) or mix.shape[-2] != model.audio_channels or mix.shape[-1] == 0:
+        raise ValueError(
+            f"expected mix of shape [{model.audio_channels}, time] or [batch, {model.audio_channels}, time] "
+            f"for {_model_name(model)}, got {list(mix.shape)}"
+        )
+    if not model.needs_references:
+        return (mix if mix.dim() == 3 else mix.unsqueeze(0)).float(), None
+    if references is None:
+        raise ValueError(f"{_model_name(model)} needs the reference stems; pass references")
+    expected = [*mix.shape[:-2], len(model.sources), *mix.shape[-2:]]
+    if list(references.shape) != expected:
+        raise ValueError(f"expected references of shape {expected}, got {list(references.shape)}")
+    if mix.dim() == 2:
+        mix, references = mix.unsqueeze(0), references.unsqueeze(0)
+    return mix.float(), references.float().to(mix.device)
+
+
+def _track_statistics(mix: Tensor) -> tuple[Tensor, Tensor]:
+    """Mean and standard deviation of each track's channel average, shaped ``[B, 1, 1]``."""
+    mono = mix.mean(dim=1)  # B, T
+    mean = mono.mean(dim=-1)
+    # The population std stays defined for one-sample tracks; a silent track keeps scale 1e-8.
+    std = mono.std(dim=-1, correction=0).clamp_min(1e-8)
+    return mean.view(-1, 1, 1), std.view(-1, 1, 1)
+
+
+def _apply_bag(
+    members: Sequence[Separator],
+    weights: Sequence[Sequence[float]],
+    mix: Tensor,
+    references: Tensor | None,
+    shifts: int,
+    generator: torch.Generator,
+    settings: _Settings,
+) -> Tensor:
+    """Weighted per-source average of the members' outputs, ``[B, S, C, T]``."""
+    total = None
+    for member, weight in zip(members, weights):
+        if not any(weight):
+            continue  # a member that serves no source is not run
+        member_references = references if member.needs_references else None
+        out = _apply_shifted(member, mix, member_references, shifts, generator, settings)
+        weighted = out * _source_weights(weight, out)
+        total = weighted if total is None else total + weighted
+    assert total is not None  # BagOfModels guarantees a positive total weight per source
+    totals = [sum(column) for column in zip(*weights)]
+    return total / _source_weights(totals, total)
+
+
+def _apply_shifted(
+    model: Separator,
+    mix: Tensor,
+    references: Tensor | None,
+    shifts: int,
+    generator: torch.Generator,
+    settings: _Settings,
+) -> Tensor:
+    """Average the outputs over ``shifts`` random delays of the input (or run once)."""
+    if shifts == 0:
+        return _apply_chunked(model, mix, references, settings)
+    length = mix.shape[-1]
+    max_shift = max(1, int(MAX_SHIFT_SECONDS * model.sample_rate))
+    total = None
+    for _ in range(shifts):
+        offset = int(torch.randint(0, max_shift, (1,), generator=generator))
+        delay = max_shift - offset
+        shifted_mix = F.pad(mix, (delay, offset))
+        shifted_references = None if references is None else F.pad(references, (delay, offset))
+        out = _apply_chunked(model, shifted_mix, shifted_references, settings)
+        out = out[..., delay : delay + length]
+        total = out if total is None else total + out
+    assert total is not None
+    return total / shifts
+
+
+def _chunk_length(model: Separator, settings: _Settings) -> int | None:
+    """Chunk length in samples, or ``None`` to process whole tracks."""
+    if model.whole_track:
+        return None
+    segment = settings.segment if settings.segment is not None else model.segment
+    if segment is None:
+        return None
+    return max(1, int(round(segment * model.sample_rate)))
+
+
+def _model_device(model: nn.Module, requested: torch.device | None) -> torch.device:
+    if requested is not None:
+        return requested
+    for tensor in model.parameters():
+        return tensor.device
+    for tensor in model.buffers():
+        return tensor.device
+    return torch.device("cpu")
+
+
+def _apply_chunked(model: Separator, mix: Tensor, references: Tensor | None, settings: _Settings) -> Tensor:
+    """Overlap-add the model's outputs over chunks of the whole input, ``[B, S, C, T]``."""
+    length = mix.shape[-1]
+    chunk_length = _chunk_length(model, settings)
+    if chunk_length is None:
+        chunk_length, offsets = length, [0]
+        window = torch.ones(length)  # a single call: nothing to cross-fade
+    else:
+        offsets = plan_chunks(length, chunk_length, settings.overlap)
+        window = triangular_weight(chunk_length, settings.transition_power)
+    padded_length = model.valid_length(chunk_length)
+    if padded_length < chunk_length:
+        raise ValueError(
+            f"{_model_name(model)}.valid_length({chunk_length}) returned {padded_length}, which is shorter"
+        )
+    device = _model_device(model, settings.device)
+    batch, channels = mix.shape[:2]
+    accumulator = OverlapAdd([batch, len(model.sources), channels], length, window, device=mix.device)
+    bar = tqdm.tqdm(total=len(offsets), unit="chunk", disable=not settings.progress, leave=False)
+    with bar:
+        for group in _groups(offsets, settings.batch_size):
+            chunk_mix = torch.cat([extract_chunk(mix, o, chunk_length, padded_length) for o in group])
+            chunk_references = None
+            if references is not None:
+                pieces = [extract_chunk(references, o, chunk_length, padded_length) for o in group]
+                chunk_references = torch.cat(pieces)
+            out = _call_model(model, chunk_mix, chunk_references, device)  # len(group) * B, S, C, T'
+            for index, offset in enumerate(group):
+                piece = out[index * batch : (index + 1) * batch]
+                accumulator.add(center_crop(piece, chunk_length), offset)
+            bar.update(len(group))
+    return accumulator.result()
+
+
+def _groups(offsets: Sequence[int], size: int) -> Iterator[Sequence[int]]:
+    for start in range(0, len(offsets), size):
+        yield offsets[start : start + size]
+
+
+def _call_model(model: Separator, mix: Tensor, references: Tensor | None, device: torch.device) -> Tensor:
+    """One forward pass on ``device``; returns float32 stems on ``mix``'s device."""
+    mix_on_device = mix.to(device)
+    if references is None:
+        out = model(mix_on_device)
+    else:
+        out = model(mix_on_device, references.to(device))
+    expected = [mix.shape[0], len(model.sources), *mix.shape[1:]]
+    if list(out.shape) != expected:
+        raise ValueError(
+            f"{_model_name(model)} returned stems of shape {list(out.shape)} for input {list(mix.shape)}; "
+            f"expected {expected}"
+        )
+    return out.float().to(mix.device)
+
+
+__all__ = [
+    "MAX_SHIFT_SECONDS",
+    "BagOfModels",
+    "OverlapAdd",
+    "apply_model",
+    "center_crop",
+    "extract_chunk",
+    "plan_chunks",
+    "triangular_weight",
+]
