@@ -1,0 +1,470 @@
+"""Data sets of training segments and whole tracks, and the data module they share.
+
+:class:`StemDataModule` holds everything the registered data sets have in common: choosing the
+validation tracks, building reproducible training segments, sharding over distributed ranks
+and resuming in the middle of an epoch. A registered data set only lists its tracks.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar
+
+import lightning as L
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+
+from sepzoo.data.augment import AugmentConfig, augment_stems
+from sepzoo.data.samplers import EpochSampler, ShardedEvalSampler
+from sepzoo.data.tracks import Track, read_stems
+from sepzoo.errors import ConfigError, DataError, suggestion
+
+VALID_CHOICES: tuple[str, ...] = ("auto", "official", "train-tail", "test", "none")
+
+NO_AUGMENT = AugmentConfig(shift=0.0, channel_swap=False, sign_flip=False, scale=None, remix=False)
+"""An :class:`AugmentConfig` with every augmentation off."""
+
+
+class SegmentDataset(Dataset):
+    """Random training segments ``[S, C, T]``, a deterministic function of ``(seed, epoch, index)``.
+
+    Each item draws a track (with probability proportional to its length) and an offset, reads
+    only that window and augments it. With ``augment.remix`` each source comes from its own
+    track and offset. Tracks shorter than a segment are zero-padded at the end.
+
+    Items are addressed by ``index`` (in the epoch set with :meth:`set_epoch`) or by an
+    ``(epoch, index)`` pair, as yielded by :class:`EpochSampler` with ``tag_epoch=True``; the
+    pair form keeps worker processes right without telling them the epoch.
+
+    Args:
+        tracks: The training tracks.
+        sources: Source names, in output order.
+        segment_frames: Length of a segment in frames.
+        sample_rate: Rate of the returned audio.
+        channels: Channel count of the returned audio.
+        samples_per_epoch: Number of items in an epoch.
+        seed: Seed of every random draw. (Default: ``0``)
+        augment: The augmentations; ``None`` applies none. (Default: ``None``)
+    """
+
+    def __init__(
+        self,
+        tracks: list[Track],
+        sources: list[str],
+        segment_frames: int,
+        sample_rate: int,
+        channels: int,
+        samples_per_epoch: int,
+        seed: int = 0,
+        augment: AugmentConfig | None = None,
+    ) -> None:
+        if not tracks:
+            raise DataError("no training tracks")
+        if segment_frames <= 0 or samples_per_epoch <= 0:
+            raise ValueError(
+                "segment_frames and samples_per_epoch must be positive, "
+                f"got {segment_frames}, {samples_per_epoch}"
+            )
+        self.tracks = list(tracks)
+        self.sources = list(sources)
+        self.segment_frames = segment_frames
+        self.sample_rate = sample_rate
+        self.channels = channels
+        self.samples_per_epoch = samples_per_epoch
+        self.seed = seed
+        self.augment = augment if augment is not None else NO_AUGMENT
+        self.window_frames = self.augment.window_frames(segment_frames, sample_rate)
+        lengths = np.array([max(1, t.frames_at(sample_rate)) for t in self.tracks], dtype=np.float64)
+        self.track_weights = lengths / lengths.sum()
+        self.voice_indices = tuple(i for i, s in enumerate(self.sources) if s == "vocals")
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Choose the epoch that plain integer indices refer to.
+
+        Args:
+            epoch: Epoch number, from 0.
+        """
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.samples_per_epoch
+
+    def __getitem__(self, key: int | tuple[int, int]) -> Tensor:
+        if isinstance(key, (tuple, list)):
+            epoch, index = int(key[0]), int(key[1])
+        else:
+            epoch, index = self.epoch, int(key)
+        if not 0 <= index < self.samples_per_epoch:
+            raise IndexError(f"index {index} out of range for an epoch of {self.samples_per_epoch}")
+        return self.item(epoch, index)
+
+    def item(self, epoch: int, index: int) -> Tensor:
+        """Segment ``index`` of ``epoch``, float32 ``[S, C, segment_frames]``.
+
+        Args:
+            epoch: Epoch number.
+            index: Position in the epoch.
+        """
+        rng = np.random.default_rng([self.seed, epoch, index])
+        count = len(self.sources) if self.augment.remix else 1
+        picks = rng.choice(len(self.tracks), size=count, p=self.track_weights)
+        offsets = [self._random_offset(self.tracks[pick], rng) for pick in picks]
+        if self.augment.remix:
+            parts = [self._read(self.tracks[pick], [source], offset) for pick, offset, source in
+                     zip(picks, offsets, self.sources)]
+            window = torch.cat(parts)
+        else:
+            window = self._read(self.tracks[picks[0]], self.sources, offsets[0])
+        return self._augment(window, rng)
+
+    def _read(self, track: Track, sources: list[str], offset: int) -> Tensor:
+        return read_stems(track, sources, offset, self.window_frames, self.sample_rate, self.channels)
+
+    def _random_offset(self, track: Track, rng: np.random.Generator) -> int:
+        room = track.frames_at(self.sample_rate) - self.window_frames
+        return int(rng.integers(0, room, endpoint=True)) if room > 0 else 0
+
+    def _augment(self, window: Tensor, rng: np.random.Generator) -> Tensor:
+        segment = augment_stems(
+            window, self.augment, rng, self.segment_frames, self.sample_rate, self.voice_indices
+        )
+        return segment.float()
+
+
+class WholeTrackDataset(Dataset):
+    """Whole tracks for validation and evaluation: ``{"name": str, "stems": Tensor[S, C, T]}``.
+
+    Args:
+        tracks: The tracks.
+        sources: Source names, in output order.
+        sample_rate: Rate of the returned audio.
+        channels: Channel count of the returned audio.
+        max_seconds: Keep only the first this many seconds of each track; ``None`` keeps all.
+            (Default: ``None``)
+    """
+
+    def __init__(
+        self,
+        tracks: list[Track],
+        sources: list[str],
+        sample_rate: int,
+        channels: int,
+        max_seconds: float | None = None,
+    ) -> None:
+        if max_seconds is not None and max_seconds <= 0:
+            raise ValueError(f"max_seconds must be positive or None, got {max_seconds}")
+        self.tracks = list(tracks)
+        self.sources = list(sources)
+        self.sample_rate = sample_rate
+        self.channels = channels
+        self.max_seconds = max_seconds
+
+    def __len__(self) -> int:
+        return len(self.tracks)
+
+    def frames(self, track: Track) -> int:
+        """Number of frames returned for ``track``.
+
+        Args:
+            track: One of the tracks.
+        """
+        frames = track.frames_at(self.sample_rate)
+        if self.max_seconds is not None:
+            frames = min(frames, int(round(self.max_seconds * self.sample_rate)))
+        return frames
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        track = self.tracks[index]
+        stems = read_stems(track, self.sources, 0, self.frames(track), self.sample_rate, self.channels)
+        return {"name": track.name, "stems": stems}
+
+
+class StemDataModule(L.LightningDataModule):
+    """Shared logic of the multi-stem data modules; subclasses list the tracks.
+
+    Subclasses implement :meth:`list_tracks` and :meth:`list_test_tracks`, and may override
+    :meth:`prepare_data` for one-time work such as decoding.
+
+    Args:
+        sources: Source names, in output order.
+        sample_rate: Rate of the audio handed to the model; tracks at other rates are resampled.
+        audio_channels: Channel count handed to the model; mono files are up-mixed.
+        segment: Training segment length in seconds.
+        batch_size: Training batch size per process.
+        num_workers: Data loader worker processes (kept alive across epochs when > 0).
+        samples_per_epoch: Training segments in one epoch, over all processes.
+        seed: Seed of the segment draws, augmentations and epoch order.
+        augment: The training augmentations.
+        valid: How validation tracks are chosen: ``"auto"``, ``"official"``, ``"train-tail"``,
+            ``"test"`` or ``"none"``.
+        valid_count: Number of tracks ``"train-tail"`` takes.
+        valid_tracks: Explicit validation track names, overriding ``valid``; ``None`` to use
+            ``valid``.
+        valid_max_seconds: Crop validation tracks to this many seconds; ``None`` keeps them whole.
+        pin_memory: Pin training batches in page-locked memory. (Default: ``False``)
+    """
+
+    valid_choices: ClassVar[tuple[str, ...]] = VALID_CHOICES
+
+    def __init__(
+        self,
+        *,
+        sources: list[str],
+        sample_rate: int,
+        audio_channels: int,
+        segment: float,
+        batch_size: int,
+        num_workers: int,
+        samples_per_epoch: int,
+        seed: int,
+        augment: AugmentConfig,
+        valid: str,
+        valid_count: int,
+        valid_tracks: list[str] | None,
+        valid_max_seconds: float | None,
+        pin_memory: bool = False,
+    ) -> None:
+        super().__init__()
+        sources = list(sources)
+        if not sources:
+            raise ConfigError("data.sources must name at least one source")
+        duplicates = sorted({s for s in sources if sources.count(s) > 1})
+        if duplicates:
+            raise ConfigError(f"data.sources lists {duplicates} more than once")
+        _positive("sample_rate", sample_rate)
+        if audio_channels not in (1, 2):
+            raise ConfigError(f"data.audio_channels must be 1 or 2, got {audio_channels}")
+        _positive("segment", segment)
+        _positive("batch_size", batch_size)
+        _positive("samples_per_epoch", samples_per_epoch)
+        if num_workers < 0:
+            raise ConfigError(f"data.num_workers must be >= 0, got {num_workers}")
+        if valid not in self.valid_choices:
+            raise ConfigError(
+                f"data.valid={valid!r} is not one of {', '.join(self.valid_choices)}"
+                f"{suggestion(valid, self.valid_choices)}"
+            )
+        _positive("valid_count", valid_count)
+        if valid_tracks is not None and valid != "auto":
+            raise ConfigError(
+                f"data.valid_tracks lists tracks, so data.valid must stay 'auto' (got {valid!r})"
+            )
+        if valid_max_seconds is not None:
+            _positive("valid_max_seconds", valid_max_seconds)
+        if seed < 0:
+            raise ConfigError(f"data.seed must be >= 0, got {seed}")
+        self.sources = sources
+        self.sample_rate = int(sample_rate)
+        self.audio_channels = int(audio_channels)
+        self.segment = float(segment)
+        self.batch_size = int(batch_size)
+        self.num_workers = int(num_workers)
+        self.samples_per_epoch = int(samples_per_epoch)
+        self.seed = int(seed)
+        self.augment = augment
+        self.valid = valid
+        self.valid_count = int(valid_count)
+        self.valid_tracks = None if valid_tracks is None else [str(n) for n in valid_tracks]
+        self.valid_max_seconds = valid_max_seconds
+        self.pin_memory = pin_memory
+        self.train_tracks: list[Track] | None = None
+        self.valid_set: list[Track] | None = None
+        self._test_tracks: list[Track] | None = None
+        self._train_sampler: EpochSampler | None = None
+        self._pending_position: tuple[int, int] | None = None
+
+    # -- to implement ------------------------------------------------------------------------
+
+    def list_tracks(self) -> tuple[list[Track], list[Track] | None]:
+        """The tracks available for training, and the data set's own validation tracks.
+
+        Returns:
+            ``(pool, own_valid)``: ``pool`` holds every track that may be trained on;
+            ``own_valid`` the data set's own validation split (which may overlap ``pool``,
+            e.g. MUSDB18's official validation tracks come from its training subset), or
+            ``None`` when the data set has none.
+        """
+        raise NotImplementedError
+
+    def list_test_tracks(self) -> list[Track]:
+        """The test tracks."""
+        raise NotImplementedError
+
+    # -- shared logic --------------------------------------------------------------------------
+
+    @property
+    def segment_frames(self) -> int:
+        """Training segment length in frames."""
+        return int(round(self.segment * self.sample_rate))
+
+    def setup(self, stage: str | None = None) -> None:
+        """List and check every track, and choose the validation tracks; runs once.
+
+        Args:
+            stage: Lightning's stage (``"fit"``, ``"validate"``, ``"test"``, ...). Test tracks
+                are listed for ``"test"``; training and validation tracks otherwise.
+        """
+        self.augment.check_available()
+        if stage == "test":
+            self.test_tracks()
+            return
+        if self.train_tracks is not None:
+            return
+        pool, own_valid = self.list_tracks()
+        train, valid = self._choose_valid(pool, own_valid)
+        if not train:
+            raise DataError(
+                f"{self._describe()}: no training tracks left once the validation tracks are set apart"
+            )
+        rank, world_size = self._rank_world()
+        if self.samples_per_epoch < self.batch_size * world_size:
+            raise ConfigError(
+                f"data.samples_per_epoch={self.samples_per_epoch} is smaller than one batch over all "
+                f"processes ({self.batch_size} x {world_size})"
+            )
+        self.train_tracks, self.valid_set = train, valid
+
+    def _choose_valid(
+        self, pool: list[Track], own_valid: list[Track] | None
+    ) -> tuple[list[Track], list[Track]]:
+        if self.valid_tracks is not None:
+            candidates = {t.name: t for t in pool + (own_valid or [])}
+            for name in self.valid_tracks:
+                if name not in candidates:
+                    raise ConfigError(
+                        f"data.valid_tracks: no track named {name!r} in {self._describe()}"
+                        f"{suggestion(name, candidates)}"
+                    )
+            chosen = [candidates[name] for name in dict.fromkeys(self.valid_tracks)]
+            return [t for t in pool if t not in chosen], chosen
+        choice = self.valid
+        if choice == "auto":
+            choice = "official" if own_valid else "train-tail"
+        if choice == "official":
+            if not own_valid:
+                raise DataError(
+                    f"{self._describe()}: data.valid='official' but the data set has no validation tracks"
+                )
+            return [t for t in pool if t not in own_valid], list(own_valid)
+        if choice == "train-tail":
+            if len(pool) <= self.valid_count:
+                raise DataError(
+                    f"{self._describe()}: data.valid='train-tail' with valid_count={self.valid_count} "
+                    f"needs more than {self.valid_count} training tracks, found {len(pool)}"
+                )
+            return pool[: -self.valid_count], pool[-self.valid_count :]
+        if choice == "test":
+            return list(pool), self.test_tracks()
+        return list(pool), []
+
+    def test_tracks(self) -> list[Track]:
+        """The test tracks, listed and checked on first use."""
+        if self._test_tracks is None:
+            self._test_tracks = self.list_test_tracks()
+        return self._test_tracks
+
+    def _describe(self) -> str:
+        return getattr(self, "root", type(self).__name__)
+
+    def _rank_world(self) -> tuple[int, int]:
+        trainer = getattr(self, "trainer", None)
+        if trainer is None:
+            return 0, 1
+        return int(trainer.global_rank), int(trainer.world_size)
+
+    def _require_setup(self) -> None:
+        if self.train_tracks is None:
+            self.setup("fit")
+
+    @property
+    def has_validation(self) -> bool:
+        """Whether any validation tracks were chosen."""
+        self._require_setup()
+        return bool(self.valid_set)
+
+    def train_dataset(self) -> SegmentDataset:
+        """The training segments (built after :meth:`setup`)."""
+        self._require_setup()
+        assert self.train_tracks is not None
+        return SegmentDataset(
+            self.train_tracks,
+            self.sources,
+            self.segment_frames,
+            self.sample_rate,
+            self.audio_channels,
+            self.samples_per_epoch,
+            seed=self.seed,
+            augment=self.augment,
+        )
+
+    def valid_dataset(self) -> WholeTrackDataset:
+        """The validation tracks as whole (possibly cropped) tracks."""
+        self._require_setup()
+        return WholeTrackDataset(
+            self.valid_set or [], self.sources, self.sample_rate, self.audio_channels, self.valid_max_seconds
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        """Batches ``[B, S, C, T]`` of training segments, sharded over ranks, in a seeded order."""
+        dataset = self.train_dataset()
+        rank, world_size = self._rank_world()
+        sampler = EpochSampler(len(dataset), seed=self.seed, rank=rank, world_size=world_size, tag_epoch=True)
+        if self._train_sampler is not None:
+            sampler.set_epoch(self._train_sampler.epoch)
+        self._train_sampler = sampler
+        self._apply_position()
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            sampler=sampler,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            pin_memory=self.pin_memory,
+            drop_last=True,
+        )
+
+    def val_dataloader(self) -> DataLoader | list:
+        """Whole validation tracks, one per batch, each on exactly one rank (``[]`` without any)."""
+        dataset = self.valid_dataset()
+        if len(dataset) == 0:
+            return []
+        rank, world_size = self._rank_world()
+        workers = min(self.num_workers, math.ceil(len(dataset) / world_size))
+        return DataLoader(
+            dataset,
+            batch_size=1,
+            sampler=ShardedEvalSampler(len(dataset), rank=rank, world_size=world_size),
+            num_workers=workers,
+            persistent_workers=workers > 0,
+        )
+
+    def set_position(self, epoch: int, samples_done: int) -> None:
+        """Resume training at ``samples_done`` samples into ``epoch``.
+
+        The rest of that epoch, and every later one, is then what an uninterrupted run sees.
+
+        Args:
+            epoch: The epoch to resume in.
+            samples_done: Samples of that epoch already used, counted over all ranks (batches
+                done x batch size x world size).
+        """
+        if epoch < 0 or samples_done < 0:
+            raise ValueError(f"epoch and samples_done must be >= 0, got {epoch}, {samples_done}")
+        self._pending_position = (int(epoch), int(samples_done))
+        self._apply_position()
+
+    def _apply_position(self) -> None:
+        if self._train_sampler is None or self._pending_position is None:
+            return
+        epoch, samples_done = self._pending_position
+        self._train_sampler.set_epoch(epoch)
+        self._train_sampler.skip(samples_done)
+        self._pending_position = None
+
+
+def _positive(key: str, value: float) -> None:
+    if not value > 0:
+        raise ConfigError(f"data.{key} must be positive, got {value}")

@@ -1,0 +1,287 @@
+"""MUSDB18 and MUSDB18-HQ through the ``musdb`` package.
+
+MUSDB18-HQ (``root/{train,test}/<track>/<source>.wav``) is read in place. MUSDB18
+(``root/{train,test}/<track>.stem.mp4``) is decoded once per track to WAV in a cache folder;
+training then reads windows of those files, so no sample ever waits for ffmpeg.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+
+from sepzoo import DEFAULT_SOURCES
+from sepzoo.data import register_dataset
+from sepzoo.data.augment import AugmentConfig
+from sepzoo.data.base import StemDataModule
+from sepzoo.data.tracks import Track, make_track
+from sepzoo.errors import ConfigError, DataError, suggestion
+
+MUSDB_SOURCES: tuple[str, ...] = DEFAULT_SOURCES
+STEM_SUFFIX = ".stem.mp4"
+CACHE_MARKER = ".complete.json"
+SUBSETS = ("train", "test")
+
+
+@register_dataset("musdb")
+class MusdbDataModule(StemDataModule):
+    """MUSDB18 (``.stem.mp4``) or MUSDB18-HQ (WAV folders), read with the ``musdb`` package.
+
+    Args:
+        root: The MUSDB18 or MUSDB18-HQ folder (holding ``train/`` and ``test/``).
+        sources: Any of ``drums``, ``bass``, ``other``, ``vocals``, in the order the model
+            outputs them; ``None`` takes all four in that order. (Default: ``None``)
+        is_wav: ``True`` for MUSDB18-HQ, ``False`` for MUSDB18; ``None`` tells them apart by
+            the files in ``root``. (Default: ``None``)
+        sample_rate: Rate of the audio handed to the model in Hz. (Default: ``44100``)
+        audio_channels: Channels handed to the model (1 or 2). (Default: ``2``)
+        segment: Training segment length in seconds. (Default: ``10.0``)
+        batch_size: Training batch size per process. (Default: ``16``)
+        num_workers: Data loader worker processes. (Default: ``4``)
+        samples_per_epoch: Training segments per epoch, over all processes. (Default: ``8000``)
+        seed: Seed of segment draws, augmentations and epoch order. (Default: ``42``)
+        shift: Largest random time shift per source in seconds; ``0`` disables it.
+            (Default: ``1.0``)
+        channel_swap: Randomly swap left/right per source. (Default: ``True``)
+        sign_flip: Randomly negate each source. (Default: ``True``)
+        scale: ``[low, high]`` range of a random gain per source; ``None`` disables it.
+            (Default: ``[0.25, 1.25]``)
+        remix: Draw each source from its own random track. (Default: ``True``)
+        pitch_tempo: Random pitch/tempo changes with ``soundstretch`` (must be on the PATH).
+            (Default: ``False``)
+        pitch_tempo_probability: Probability of a pitch/tempo change per segment.
+            (Default: ``0.2``)
+        max_pitch: Largest pitch change in semitones. (Default: ``2``)
+        max_tempo: Largest tempo change in percent. (Default: ``12.0``)
+        valid: Validation tracks: ``"auto"`` (the official MUSDB18 validation tracks when
+            present, else ``"train-tail"``), ``"official"``, ``"train-tail"`` (the last
+            ``valid_count`` training tracks by name), ``"test"`` (the test subset) or
+            ``"none"``. (Default: ``"auto"``)
+        valid_count: Number of tracks ``"train-tail"`` takes. (Default: ``1``)
+        valid_tracks: Explicit validation track names from the training subset, taken out of
+            training. (Default: ``None``)
+        valid_max_seconds: Crop validation tracks to this many seconds. (Default: ``None``)
+        cache_dir: Where MUSDB18 tracks are decoded to WAV; ``None`` uses
+            ``<root>/.sepzoo-wav-cache``, or a folder in the user's cache when ``root`` is not
+            writable. Unused for MUSDB18-HQ. (Default: ``None``)
+        subset_test: The subset evaluated as the test set. (Default: ``"test"``)
+    """
+
+    def __init__(
+        self,
+        root: str,
+        sources: list[str] | None = None,
+        is_wav: bool | None = None,
+        sample_rate: int = 44100,
+        audio_channels: int = 2,
+        segment: float = 10.0,
+        batch_size: int = 16,
+        num_workers: int = 4,
+        samples_per_epoch: int = 8000,
+        seed: int = 42,
+        shift: float = 1.0,
+        channel_swap: bool = True,
+        sign_flip: bool = True,
+        scale: list[float] | None = [0.25, 1.25],  # noqa: B006 - never mutated
+        remix: bool = True,
+        pitch_tempo: bool = False,
+        pitch_tempo_probability: float = 0.2,
+        max_pitch: int = 2,
+        max_tempo: float = 12.0,
+        valid: str = "auto",
+        valid_count: int = 1,
+        valid_tracks: list[str] | None = None,
+        valid_max_seconds: float | None = None,
+        cache_dir: str | None = None,
+        subset_test: str = "test",
+    ) -> None:
+        sources = list(MUSDB_SOURCES) if sources is None else list(sources)
+        for source in sources:
+            if source not in MUSDB_SOURCES:
+                raise ConfigError(
+                    f"data.sources: MUSDB18 has no source {source!r}{suggestion(source, MUSDB_SOURCES)} "
+                    f"(valid: {', '.join(MUSDB_SOURCES)})"
+                )
+        if subset_test not in SUBSETS:
+            raise ConfigError(f"data.subset_test must be one of {', '.join(SUBSETS)}, got {subset_test!r}")
+        augment = AugmentConfig(
+            shift=shift,
+            channel_swap=channel_swap,
+            sign_flip=sign_flip,
+            scale=None if scale is None else tuple(scale),
+            remix=remix,
+            pitch_tempo=pitch_tempo,
+            pitch_tempo_probability=pitch_tempo_probability,
+            max_pitch=max_pitch,
+            max_tempo=max_tempo,
+        )
+        super().__init__(
+            sources=sources,
+            sample_rate=sample_rate,
+            audio_channels=audio_channels,
+            segment=segment,
+            batch_size=batch_size,
+            num_workers=num_workers,
+            samples_per_epoch=samples_per_epoch,
+            seed=seed,
+            augment=augment,
+            valid=valid,
+            valid_count=valid_count,
+            valid_tracks=valid_tracks,
+            valid_max_seconds=valid_max_seconds,
+        )
+        self.root = Path(root).expanduser()
+        self.is_wav = is_wav
+        self.cache_dir = None if cache_dir is None else Path(cache_dir).expanduser()
+        self.subset_test = subset_test
+
+    # -- listing ---------------------------------------------------------------------------------
+
+    def detect_is_wav(self) -> bool:
+        """Whether ``root`` is MUSDB18-HQ (WAV folders) rather than MUSDB18 (``.stem.mp4``).
+
+        Raises:
+            DataError: ``root`` is missing or holds neither kind of track.
+        """
+        if not self.root.is_dir():
+            raise DataError(f"{self.root}: no such MUSDB18 folder")
+        if self.is_wav is not None:
+            return self.is_wav
+        for subset in SUBSETS:
+            folder = self.root / subset
+            if not folder.is_dir():
+                continue
+            if any(folder.glob(f"*{STEM_SUFFIX}")):
+                return False
+            if any(folder.glob("*/*.wav")):
+                return True
+        raise DataError(
+            f"{self.root}: holds no MUSDB18 tracks; expected {self.root}/train/<track>{STEM_SUFFIX} "
+            f"(MUSDB18) or {self.root}/train/<track>/<source>.wav (MUSDB18-HQ)"
+        )
+
+    def list_tracks(self) -> tuple[list[Track], list[Track] | None]:
+        """Tracks of the training subset, and those of them on musdb's official validation list."""
+        pool, official_names = self._subset_tracks("train")
+        if not pool:
+            raise DataError(f"{self.root}: holds no MUSDB18 tracks in {self.root / 'train'}")
+        own_valid = [t for t in pool if t.name in official_names]
+        return pool, own_valid or None
+
+    def list_test_tracks(self) -> list[Track]:
+        """Tracks of ``subset_test``."""
+        tracks, _ = self._subset_tracks(self.subset_test)
+        if not tracks:
+            raise DataError(f"{self.root}: holds no MUSDB18 tracks in {self.root / self.subset_test}")
+        return tracks
+
+    def prepare_data(self) -> None:
+        """Decode MUSDB18 training tracks to the WAV cache (once; nothing to do for MUSDB18-HQ)."""
+        if not self.detect_is_wav():
+            self._decode_subset(self._open_db("train", is_wav=False), "train")
+
+    def _open_db(self, subset: str, is_wav: bool) -> Any:
+        import musdb  # needs ffmpeg on the PATH at import time; only this data set pays for it
+
+        return musdb.DB(root=str(self.root), is_wav=is_wav, subsets=subset)
+
+    def _subset_tracks(self, subset: str) -> tuple[list[Track], set[str]]:
+        is_wav = self.detect_is_wav()
+        db = self._open_db(subset, is_wav)
+        official = set(db.setup.get("validation_tracks", [])) if subset == "train" else set()
+        if not is_wav:
+            return self._decode_subset(db, subset), official
+        tracks = []
+        for music_track in db.tracks:
+            folder = self.root / subset / music_track.name
+            files = {}
+            for source in self.sources:
+                entry = music_track.sources.get(source)
+                if entry is None:
+                    expected = folder / f"{source}.wav"
+                    raise DataError(f"track {music_track.name!r}: missing source file {expected}")
+                files[source] = Path(entry.path)
+            tracks.append(make_track(music_track.name, files))
+        return tracks, official
+
+    # -- MUSDB18 decoding ------------------------------------------------------------------------
+
+    def cache_root(self) -> Path:
+        """The folder MUSDB18 tracks are decoded to."""
+        if self.cache_dir is not None:
+            return self.cache_dir
+        if os.access(self.root, os.W_OK):
+            return self.root / ".sepzoo-wav-cache"
+        user_cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+        digest = hashlib.sha1(str(self.root.resolve()).encode()).hexdigest()[:12]
+        return user_cache / "sepzoo" / f"musdb-{digest}"
+
+    def _decode_subset(self, db: Any, subset: str) -> list[Track]:
+        folder = self.cache_root() / subset
+        todo = [t for t in db.tracks if not _cache_is_current(folder / t.name, Path(t.path))]
+        if todo:
+            from tqdm.auto import tqdm
+
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise DataError(f"{folder}: cannot create the MUSDB18 WAV cache ({exc.strerror})") from None
+            for music_track in tqdm(todo, desc=f"decoding MUSDB18 {subset} to {folder}", unit="track"):
+                _decode_track(music_track, folder / music_track.name)
+        tracks = []
+        for music_track in db.tracks:
+            track_folder = folder / music_track.name
+            tracks.append(make_track(music_track.name, {s: track_folder / f"{s}.wav" for s in self.sources}))
+        return tracks
+
+
+def _source_stamp(path: Path) -> dict[str, Any]:
+    stat = path.stat()
+    return {"source": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def _cache_is_current(track_folder: Path, stem_file: Path) -> bool:
+    marker = track_folder / CACHE_MARKER
+    if not marker.is_file():
+        return False
+    try:
+        recorded = json.loads(marker.read_text())
+    except (OSError, ValueError):
+        return False
+    return recorded == _source_stamp(stem_file)
+
+
+def _decode_track(music_track: Any, track_folder: Path) -> None:
+    """Decode every source of a ``.stem.mp4`` track to ``<source>.wav`` in ``track_folder``.
+
+    The files are written to a temporary folder that is renamed into place with its
+    completion marker, so an interrupted decode leaves nothing that looks finished.
+    """
+    stem_file = Path(music_track.path)
+    try:
+        stems = np.asarray(music_track.stems)  # [stream, time, channel], decoded to 16-bit
+    except Exception as exc:
+        raise DataError(f"{stem_file}: cannot decode this MUSDB18 track ({exc})") from None
+    partial = Path(
+        tempfile.mkdtemp(prefix=f".{track_folder.name}.", suffix=".partial", dir=track_folder.parent)
+    )
+    try:
+        for name, source in music_track.sources.items():
+            audio = np.clip(stems[source.stem_id], -1.0, 1.0)
+            sf.write(partial / f"{name}.wav", audio, int(music_track.rate), subtype="PCM_16")
+        (partial / CACHE_MARKER).write_text(json.dumps(_source_stamp(stem_file)))
+        if track_folder.exists():
+            # Only a stale decode of an older file can be here: it has no current marker.
+            shutil.rmtree(track_folder)
+        os.replace(partial, track_folder)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise

@@ -1,0 +1,140 @@
+"""Samplers that shard data across distributed ranks reproducibly.
+
+The training sampler's order is a function of ``(seed, epoch)`` only, so a run resumed in the
+middle of an epoch can skip what it already saw and see exactly what an uninterrupted run
+would have seen. The evaluation sampler hands each item to exactly one rank, so no track is
+scored twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+from torch.utils.data import Sampler
+
+
+def _check_rank(rank: int, world_size: int) -> None:
+    if world_size < 1 or not 0 <= rank < world_size:
+        raise ValueError(f"need 0 <= rank < world_size, got rank={rank}, world_size={world_size}")
+
+
+class EpochSampler(Sampler):
+    """Training sampler: a seeded permutation per epoch, split across ranks.
+
+    Rank ``r`` of ``W`` takes positions ``r, r + W, r + 2W, ...`` of the epoch's permutation,
+    dropping the last ``length % W`` positions so every rank gets the same count.
+
+    Args:
+        length: Number of items in an epoch (the data set length).
+        seed: Seed of the order. (Default: ``0``)
+        rank: This process's rank. (Default: ``0``)
+        world_size: Number of ranks. (Default: ``1``)
+        shuffle: Permute the items; ``False`` yields them in order. (Default: ``True``)
+        tag_epoch: Yield ``(epoch, index)`` pairs instead of plain indices, so data sets in
+            persistent worker processes know the epoch without being told. (Default: ``False``)
+    """
+
+    def __init__(
+        self,
+        length: int,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        shuffle: bool = True,
+        tag_epoch: bool = False,
+    ) -> None:
+        _check_rank(rank, world_size)
+        if length < world_size:
+            raise ValueError(f"an epoch of {length} items cannot be split over {world_size} ranks")
+        self.length = length
+        self.seed = seed
+        self.rank = rank
+        self.world_size = world_size
+        self.shuffle = shuffle
+        self.tag_epoch = tag_epoch
+        self.epoch = 0
+        self._skip = 0
+        self._skip_epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Choose the epoch whose order is yielded next.
+
+        Args:
+            epoch: Epoch number, from 0.
+        """
+        self.epoch = int(epoch)
+
+    def skip(self, n_samples: int) -> None:
+        """Leave out the first samples of the current epoch on its next pass (for resuming).
+
+        The skip applies once, to the next iteration over the epoch set when it was asked
+        for; later epochs are complete.
+
+        Args:
+            n_samples: Samples of the current epoch already used, counted over all ranks
+                (batches done x batch size x world size).
+        """
+        if n_samples < 0:
+            raise ValueError(f"cannot skip a negative number of samples ({n_samples})")
+        self._skip = n_samples // self.world_size
+        self._skip_epoch = self.epoch
+
+    @property
+    def samples_per_rank(self) -> int:
+        """Items each rank gets in a full epoch."""
+        return self.length // self.world_size
+
+    def epoch_indices(self, epoch: int) -> np.ndarray:
+        """This rank's indices for a whole epoch, without any skip.
+
+        Args:
+            epoch: Epoch number.
+        """
+        if self.shuffle:
+            order = np.random.default_rng([self.seed, epoch]).permutation(self.length)
+        else:
+            order = np.arange(self.length)
+        used = self.samples_per_rank * self.world_size
+        return order[self.rank : used : self.world_size]
+
+    def __iter__(self) -> Iterator:
+        epoch = self.epoch
+        indices = self.epoch_indices(epoch)
+        if self._skip and self._skip_epoch == epoch:
+            indices = indices[self._skip :]
+            self._skip = 0
+        for index in indices.tolist():
+            yield (epoch, index) if self.tag_epoch else index
+
+    def __len__(self) -> int:
+        # A resumed epoch yields fewer items; the length stays that of a full epoch so that
+        # loops which size themselves once see the same number every epoch.
+        return self.samples_per_rank
+
+
+class ShardedEvalSampler(Sampler):
+    """Evaluation sampler: rank ``r`` of ``W`` gets indices ``r, r + W, ...``.
+
+    Unlike ``DistributedSampler`` it neither pads nor repeats: over all ranks every index is
+    yielded exactly once, so ranks may get one item more or less than each other.
+
+    Args:
+        length: Number of items.
+        rank: This process's rank. (Default: ``0``)
+        world_size: Number of ranks. (Default: ``1``)
+    """
+
+    def __init__(self, length: int, rank: int = 0, world_size: int = 1) -> None:
+        _check_rank(rank, world_size)
+        if length < 0:
+            raise ValueError(f"length must be >= 0, got {length}")
+        self.length = length
+        self.rank = rank
+        self.world_size = world_size
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(self.rank, self.length, self.world_size))
+
+    def __len__(self) -> int:
+        return len(range(self.rank, self.length, self.world_size))

@@ -1,0 +1,225 @@
+"""The one training task: a thin, model-agnostic LightningModule.
+
+It trains any registered separator: the mixture is the sum of the sampled stems, the loss is
+chosen by registered name, and validation runs whole tracks through the shared inference
+engine (:func:`sepzoo.inference.apply_model`), scoring each track once with the nSDR metric.
+Nothing here asks what kind of model it holds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import lightning as L
+import torch
+from torch import Tensor
+
+from sepzoo.inference import apply_model
+from sepzoo.losses import SeparationLoss
+from sepzoo.metrics import NSDR
+from sepzoo.models.base import Separator
+
+TRAIN_FORMAT = "sepzoo.train"
+TRAIN_FORMAT_VERSION = 1
+
+
+@dataclass
+class EngineSettings:
+    """How validation runs tracks through the inference engine.
+
+    Args:
+        segment: Chunk length in seconds; ``None`` uses the model's preferred segment.
+        overlap: Fraction of overlap between chunks.
+        shifts: Number of random test-time shifts (0 = none).
+        transition_power: Exponent of the triangular cross-fade.
+        batch_size: Chunks per forward pass.
+        normalize: Normalise the input by whole-track statistics.
+    """
+
+    segment: float | None = None
+    overlap: float = 0.25
+    shifts: int = 0
+    transition_power: float = 1.0
+    batch_size: int = 4
+    normalize: bool = False
+
+
+class WeightAverage:
+    """Exponential moving average of a module's parameters and float buffers.
+
+    Args:
+        module: The module whose weights are averaged.
+        decay: Weight of the running average at each update (e.g. ``0.999``).
+    """
+
+    def __init__(self, module: torch.nn.Module, decay: float) -> None:
+        if not 0.0 < decay < 1.0:
+            raise ValueError(f"EMA decay must be in (0, 1), got {decay}")
+        self.decay = decay
+        self.state = {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+    @torch.no_grad()
+    def update(self, module: torch.nn.Module) -> None:
+        """Move the average towards ``module``'s current weights.
+
+        Args:
+            module: The trained module.
+        """
+        for key, value in module.state_dict().items():
+            shadow = self.state[key]
+            if shadow.device != value.device:
+                shadow = self.state[key] = shadow.to(value.device)
+            if value.dtype.is_floating_point:
+                shadow.lerp_(value.detach(), 1.0 - self.decay)
+            else:
+                shadow.copy_(value)
+
+    def cpu_state(self) -> dict[str, Tensor]:
+        """The averaged weights, on the CPU."""
+        return {k: v.detach().cpu().clone() for k, v in self.state.items()}
+
+
+class SeparationTask(L.LightningModule):
+    """Trains and validates any :class:`~sepzoo.models.base.Separator`.
+
+    Args:
+        model: The network to train (kept as the attribute ``model``).
+        loss: A registered loss built for the model's sources.
+        optimizer: Builds the optimizer from the model's parameters.
+        scheduler: Builds a Lightning ``lr_scheduler`` config from the optimizer, or ``None``.
+        engine: How validation runs whole tracks through the inference engine.
+        ema_decay: Keep an exponential moving average of the weights with this decay, and
+            validate and export with it; ``None`` turns it off. (Default: ``None``)
+        audio_examples: Validation tracks whose audio and spectrograms are logged.
+            (Default: ``2``)
+        model_name: The model's registry name, saved in checkpoints. (Default: the class's)
+        config: The resolved recipe, saved in checkpoints. (Default: ``None``)
+    """
+
+    def __init__(
+        self,
+        model: Separator,
+        loss: SeparationLoss,
+        optimizer: Callable[[Any], torch.optim.Optimizer],
+        scheduler: Callable[[torch.optim.Optimizer], dict | None] | None = None,
+        engine: EngineSettings | None = None,
+        ema_decay: float | None = None,
+        audio_examples: int = 2,
+        model_name: str | None = None,
+        config: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.loss = loss
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.engine = engine or EngineSettings()
+        self.ema = WeightAverage(model, ema_decay) if ema_decay else None
+        self.audio_examples = audio_examples
+        self.model_name = model_name or model.registry_name
+        self.config = config or {}
+        self.valid_nsdr = NSDR(model.sources)
+        self.valid_mixture_nsdr = NSDR(model.sources)
+        self._batches_in_epoch = 0
+        self._swapped_out: dict[str, Tensor] | None = None
+        self.example_logger: Callable[..., None] | None = None
+
+    def forward(self, mix: Tensor) -> Tensor:
+        """Separate a batch of mixtures ``[B, C, T]`` into ``[B, S, C, T]``.
+
+        Args:
+            mix: The mixtures.
+        """
+        return self.model(mix)
+
+    def training_step(self, stems: Tensor, batch_idx: int) -> Tensor:
+        """One optimisation step on a batch of stems ``[B, S, C, T]``.
+
+        Args:
+            stems: The sampled (and augmented) stems; their sum is the mixture.
+            batch_idx: Index of the batch in the epoch.
+        """
+        mix = stems.sum(dim=1)  # B, C, T
+        estimate = self.model(mix, stems if self.model.needs_references else None)  # B, S, C, T
+        total, per_source = self.loss(estimate, stems)
+        self.log("train/loss", total, prog_bar=True, batch_size=stems.shape[0])
+        for name, value in zip(self.model.sources, per_source):
+            self.log(f"train/loss_{name}", value, batch_size=stems.shape[0])
+        return total
+
+    def on_train_epoch_start(self) -> None:
+        self._batches_in_epoch = 0
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        self._batches_in_epoch = batch_idx + 1
+        if self.ema is not None:
+            self.ema.update(self.model)
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        """Separate one whole validation track and score it.
+
+        Args:
+            batch: ``{"name": [track name], "stems": [1, S, C, T]}``.
+            batch_idx: Index of the track on this process.
+        """
+        stems = batch["stems"]  # 1, S, C, T
+        mix = stems.sum(dim=1)  # 1, C, T
+        estimate = apply_model(
+            self.model,
+            mix,
+            references=stems if self.model.needs_references else None,
+            **asdict(self.engine),
+        )  # 1, S, C, T
+        self.valid_nsdr.update(estimate, stems)
+        self.valid_mixture_nsdr.update(mix.unsqueeze(1).expand_as(stems), stems)
+        if batch_idx < self.audio_examples and self.example_logger is not None and self.global_rank == 0:
+            name = batch["name"][0] if isinstance(batch["name"], (list, tuple)) else batch["name"]
+            self.example_logger(self, str(name), mix[0], estimate[0], stems[0])
+
+    def on_validation_epoch_start(self) -> None:
+        if self.ema is not None:
+            self._swapped_out = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            self.model.load_state_dict(self.ema.state)
+
+    def on_validation_epoch_end(self) -> None:
+        if self._swapped_out is not None:
+            self.model.load_state_dict(self._swapped_out)
+            self._swapped_out = None
+        scores = self.valid_nsdr.compute()
+        mixture_scores = self.valid_mixture_nsdr.compute()
+        for name, value, mixture in zip(self.model.sources, scores, mixture_scores):
+            self.log(f"valid/nSDR_{name}", value.float())
+            self.log(f"valid/mixture_nSDR_{name}", mixture.float())
+        self.log("valid/nSDR", scores.mean().float(), prog_bar=True)
+        self.valid_nsdr.reset()
+        self.valid_mixture_nsdr.reset()
+
+    def configure_optimizers(self) -> Any:
+        optimizer = self.optimizer_factory(self.model.parameters())
+        scheduler = self.scheduler_factory(optimizer) if self.scheduler_factory else None
+        if scheduler is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": scheduler}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["sepzoo"] = {
+            "format": TRAIN_FORMAT,
+            "version": TRAIN_FORMAT_VERSION,
+            "model": {"name": self.model_name, "kwargs": self.model.init_kwargs},
+            "sources": list(self.model.sources),
+            "sample_rate": self.model.sample_rate,
+            "ema": None if self.ema is None else {"decay": self.ema.decay, "state": self.ema.cpu_state()},
+            "data_position": {"epoch": self.current_epoch, "batches": self._batches_in_epoch},
+            "config": self.config,
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        info = checkpoint.get("sepzoo") or {}
+        if self.ema is not None and info.get("ema"):
+            self.ema.state = {k: v.to(self.device) for k, v in info["ema"]["state"].items()}
+        position = info.get("data_position")
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        if position and datamodule is not None and hasattr(datamodule, "set_position"):
+            datamodule.set_position(int(position["epoch"]), int(position["batches"]))

@@ -1,0 +1,214 @@
+"""``sepzoo train``: from a recipe to a trained, logged, checkpointed run."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+from sepzoo.config import Recipe, build_optimizer, build_scheduler, load_recipe
+from sepzoo.errors import ConfigError
+from sepzoo.rundir import (
+    CONFIG_FILE,
+    DONE_MARKER,
+    RunPlan,
+    is_launcher_child,
+    plan_run,
+    run_metadata,
+    write_json_atomic,
+    write_text_atomic,
+)
+
+
+def run_directory(recipe: Recipe) -> Path:
+    """Where a recipe's run lives: ``<run.root>/<run.name or recipe name>-<config hash>``.
+
+    Args:
+        recipe: The validated recipe.
+    """
+    return Path(recipe.run.root) / f"{recipe.run.name or recipe.name}-{recipe.config_hash()}"
+
+
+def resolve_precision(precision: Any, accelerator: Any) -> Any:
+    """Turn ``precision: auto`` into mixed precision on CUDA and full precision elsewhere.
+
+    Args:
+        precision: The recipe's ``trainer.precision``.
+        accelerator: The recipe's ``trainer.accelerator``.
+    """
+    if precision != "auto":
+        return precision
+    import torch
+
+    on_cuda = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+    return "16-mixed" if on_cuda else "32-true"
+
+
+def build_components(recipe: Recipe) -> tuple[Any, Any]:
+    """Build the data module and the training task a recipe describes.
+
+    Args:
+        recipe: The validated recipe.
+    """
+    from sepzoo.data import DATASETS
+    from sepzoo.losses import build_loss
+    from sepzoo.models import create_model
+    from sepzoo.task import EngineSettings, SeparationTask
+
+    model = create_model(recipe.model.name, **recipe.model.kwargs)
+    datamodule = DATASETS.get(recipe.data.name)(**recipe.data.kwargs)
+    data_sources = list(getattr(datamodule, "sources", model.sources))
+    if data_sources != list(model.sources):
+        raise ConfigError(
+            f"{recipe.path}: data.sources {data_sources} differ from model.sources {list(model.sources)}"
+        )
+    loss = build_loss(recipe.loss.name, list(model.sources), **recipe.loss.kwargs)
+    engine_fields = set(inspect.signature(EngineSettings).parameters)
+    engine = EngineSettings(**{k: v for k, v in vars(recipe.inference).items() if k in engine_fields})
+    task = SeparationTask(
+        model=model,
+        loss=loss,
+        optimizer=functools.partial(build_optimizer, recipe.optimizer),
+        scheduler=functools.partial(build_scheduler, recipe.scheduler),
+        engine=engine,
+        ema_decay=recipe.train.ema_decay,
+        audio_examples=recipe.train.audio_examples,
+        model_name=recipe.model.name,
+        config=recipe.resolved,
+    )
+    return datamodule, task
+
+
+def build_callbacks(recipe: Recipe, run_dir: Path) -> list[Any]:
+    """Checkpointing (best by validation nSDR, last, periodic) and the progress bar.
+
+    Args:
+        recipe: The validated recipe.
+        run_dir: The run directory.
+    """
+    from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
+
+    checkpoints = run_dir / "checkpoints"
+    callbacks: list[Any] = [
+        ModelCheckpoint(
+            dirpath=checkpoints, filename="best", monitor="valid/nSDR", mode="max", save_top_k=1,
+            save_last=True, enable_version_counter=False, auto_insert_metric_name=False,
+        ),
+        TQDMProgressBar(),
+    ]
+    if recipe.train.checkpoint_every_n_steps:
+        callbacks.append(
+            ModelCheckpoint(
+                dirpath=checkpoints, filename="step-{step:08d}", every_n_train_steps=recipe.train.checkpoint_every_n_steps,
+                save_top_k=-1, auto_insert_metric_name=False, enable_version_counter=False,
+            )
+        )
+    if recipe.scheduler.name != "none":
+        callbacks.append(LearningRateMonitor(logging_interval="step"))
+    return callbacks
+
+
+def build_trainer(recipe: Recipe, run_dir: Path, logger: Any) -> Any:
+    """The Lightning Trainer for a recipe.
+
+    Args:
+        recipe: The validated recipe.
+        run_dir: The run directory.
+        logger: The experiment logger.
+    """
+    import lightning as L
+
+    options = dict(recipe.trainer)
+    options["precision"] = resolve_precision(options.get("precision", "auto"), options.get("accelerator", "auto"))
+    options.setdefault("num_sanity_val_steps", 0)
+    if recipe.train.validate_every_n_steps:
+        options.setdefault("val_check_interval", recipe.train.validate_every_n_steps)
+        options.setdefault("check_val_every_n_epoch", None)
+    return L.Trainer(
+        default_root_dir=str(run_dir),
+        logger=logger,
+        callbacks=build_callbacks(recipe, run_dir),
+        use_distributed_sampler=False,
+        **options,
+    )
+
+
+def train(
+    recipe_path: str | Path,
+    overrides: list[str] | None = None,
+    resume: bool = False,
+    force: bool = False,
+) -> Path:
+    """Train the model a recipe describes and return its run directory.
+
+    Args:
+        recipe_path: The recipe YAML.
+        overrides: ``key=value`` overrides. (Default: none)
+        resume: Continue the unfinished run with the same config hash. (Default: ``False``)
+        force: Replace an existing run with the same config hash. (Default: ``False``)
+    """
+    import lightning as L
+
+    from sepzoo.logging import build_logger, log_examples
+
+    recipe = load_recipe(recipe_path, overrides or [])
+    run_dir = run_directory(recipe)
+    _check_writable(run_dir)
+    datamodule, task = build_components(recipe)
+    plan: RunPlan = plan_run(run_dir, resume=resume, force=force)
+    L.seed_everything(recipe.seed, workers=True, verbose=False)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    meta = run_metadata(recipe.config_hash())
+    if not is_launcher_child():
+        config_text = recipe.to_yaml(meta=meta)
+        write_text_atomic(run_dir / CONFIG_FILE, config_text)
+    run_name = run_dir.name
+    logger = build_logger(
+        recipe.logger.name, run_dir, run_name, project=recipe.logger.project, entity=recipe.logger.entity,
+        group=recipe.logger.group, tags=recipe.logger.tags, mode=recipe.logger.mode, notes=recipe.logger.notes,
+        config={**recipe.resolved, "meta": meta}, resume_id=run_name if recipe.logger.name == "wandb" else None,
+    )
+    task.example_logger = log_examples
+    _quiet_lightning()
+    trainer = build_trainer(recipe, run_dir, logger)
+    trainer.fit(task, datamodule=datamodule, ckpt_path=str(plan.resume_from) if plan.resume_from else None)
+    if trainer.global_rank == 0:
+        best = trainer.checkpoint_callback
+        summary = {
+            "global_step": trainer.global_step,
+            "best_checkpoint": str(best.best_model_path) if best else None,
+            "best_valid_nSDR": float(best.best_model_score) if best and best.best_model_score is not None else None,
+            "config_hash": recipe.config_hash(),
+        }
+        write_json_atomic(run_dir / DONE_MARKER, summary)
+    _finish_logger(logger)
+    return run_dir
+
+
+def _check_writable(run_dir: Path) -> None:
+    from sepzoo.errors import SepzooError
+
+    parent = run_dir.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SepzooError(f"{parent}: cannot create the runs folder ({exc.strerror})") from None
+    if not os.access(parent, os.W_OK):
+        raise SepzooError(f"{parent}: the runs folder is not writable")
+
+
+def _quiet_lightning() -> None:
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=".*Checkpoint directory.*exists and is not empty.*")
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
+
+
+def _finish_logger(logger: Any) -> None:
+    from lightning.pytorch.loggers import WandbLogger
+
+    if isinstance(logger, WandbLogger) and logger._experiment is not None:
+        logger.experiment.finish()
