@@ -119,6 +119,7 @@ class NSDR(torchmetrics.Metric):
         self.eps = float(eps)
         self.add_state("total", default=torch.zeros(len(sources), dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("count", default=torch.tensor(0, dtype=torch.int64), dist_reduce_fx="sum")
+        self.tracks_scored = 0
 
     def update(self, estimate: Tensor, reference: Tensor) -> None:
         """Add the score of every track of a batch.
@@ -157,7 +158,12 @@ class NSDR(torchmetrics.Metric):
         self._computed = None
 
     def compute(self) -> Tensor:
-        """Mean score of each source over all tracks, ``[sources]`` (NaN before any update)."""
+        """Mean score of each source over all tracks, ``[sources]`` (NaN before any update).
+
+        Also sets :attr:`tracks_scored` to the number of tracks behind the mean, over all
+        processes.
+        """
+        self.tracks_scored = int(self.count)  # the states are synced across processes here
         return self.total / self.count
 
     def compute_dict(self) -> dict[str, float]:

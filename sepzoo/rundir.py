@@ -66,9 +66,9 @@ def plan_run(run_dir: Path, resume: bool, force: bool) -> RunPlan:
         resume: ``--resume`` was given.
         force: ``--force`` was given (replace a finished or unfinished run).
     """
-    last = run_dir / "checkpoints" / "last.ckpt"
+    last = latest_checkpoint(run_dir)
     if is_launcher_child():
-        return RunPlan(run_dir, last if resume and last.is_file() else None)
+        return RunPlan(run_dir, last if resume else None)
     if resume and force:
         raise SepzooError("--resume and --force contradict each other: pass one")
     if not run_dir.exists():
@@ -85,12 +85,29 @@ def plan_run(run_dir: Path, resume: bool, force: bool) -> RunPlan:
     if finished:
         raise OutputExistsError(f"{run_dir}: this run already finished; pass --force to train it again from scratch")
     if resume:
-        if not last.is_file():
-            raise SepzooError(f"{last}: no checkpoint to resume from; pass --force to start the run again")
+        if last is None:
+            raise SepzooError(
+                f"{run_dir / 'checkpoints'}: no checkpoint to resume from; pass --force to start the run again"
+            )
         return RunPlan(run_dir, last)
     raise OutputExistsError(
         f"{run_dir}: an unfinished run with this config exists; pass --resume to continue it or --force to restart"
     )
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    """The most recently written training checkpoint of a run (``last.ckpt`` or a periodic
+    ``step-*.ckpt``), or ``None`` when there is none.
+
+    Args:
+        run_dir: The run directory.
+    """
+    folder = run_dir / "checkpoints"
+    candidates = [folder / "last.ckpt", *folder.glob("step-*.ckpt")]
+    existing = [path for path in candidates if path.is_file()]
+    if not existing:
+        return None
+    return max(existing, key=lambda path: path.stat().st_mtime_ns)
 
 
 def git_commit() -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -81,6 +82,21 @@ class WeightAverage:
         return {k: v.detach().cpu().clone() for k, v in self.state.items()}
 
 
+class FinalCheckpoint(L.Callback):
+    """Saves a training checkpoint when training ends, so that the final weights are kept even
+    when ``max_steps`` stops training in the middle of an epoch, after the last validation.
+
+    Args:
+        path: The checkpoint file to write (the run's ``last.ckpt``).
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        trainer.save_checkpoint(self.path)
+
+
 class SeparationTask(L.LightningModule):
     """Trains and validates any :class:`~sepzoo.models.base.Separator`.
 
@@ -122,7 +138,8 @@ class SeparationTask(L.LightningModule):
         self.config = config or {}
         self.valid_nsdr = NSDR(model.sources)
         self.valid_mixture_nsdr = NSDR(model.sources)
-        self._batches_in_epoch = 0
+        self._samples_in_epoch = 0
+        self._resumed_samples = 0
         self._swapped_out: dict[str, Tensor] | None = None
         self.example_logger: Callable[..., None] | None = None
 
@@ -141,6 +158,9 @@ class SeparationTask(L.LightningModule):
             stems: The sampled (and augmented) stems; their sum is the mixture.
             batch_idx: Index of the batch in the epoch.
         """
+        # Counted here, before any callback may checkpoint this step, over all processes: a run
+        # resumed from that checkpoint skips this many samples of the epoch.
+        self._samples_in_epoch += int(stems.shape[0]) * self.trainer.world_size
         mix = stems.sum(dim=1)  # B, C, T
         estimate = self.model(mix, stems if self.model.needs_references else None)  # B, S, C, T
         total, per_source = self.loss(estimate, stems)
@@ -150,10 +170,12 @@ class SeparationTask(L.LightningModule):
         return total
 
     def on_train_epoch_start(self) -> None:
-        self._batches_in_epoch = 0
+        # A run resumed mid-epoch starts its first epoch with the samples it already used.
+        self._samples_in_epoch, self._resumed_samples = self._resumed_samples, 0
 
-    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        self._batches_in_epoch = batch_idx + 1
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        super().optimizer_step(*args, **kwargs)
+        # Right after the weights change, before any callback may checkpoint this step.
         if self.ema is not None:
             self.ema.update(self.model)
 
@@ -161,9 +183,11 @@ class SeparationTask(L.LightningModule):
         """Separate one whole validation track and score it.
 
         Args:
-            batch: ``{"name": [track name], "stems": [1, S, C, T]}``.
+            batch: ``{"name": [track name], "stems": [1, S, C, T], "padding": [bool]}``.
             batch_idx: Index of the track on this process.
         """
+        if bool(batch.get("padding", False)):
+            return  # a placeholder that evens out the ranks' step counts; never scored
         stems = batch["stems"]  # 1, S, C, T
         mix = stems.sum(dim=1)  # 1, C, T
         estimate = apply_model(
@@ -193,6 +217,8 @@ class SeparationTask(L.LightningModule):
             self.log(f"valid/nSDR_{name}", value.float())
             self.log(f"valid/mixture_nSDR_{name}", mixture.float())
         self.log("valid/nSDR", scores.mean().float(), prog_bar=True)
+        # Already summed over processes by the metric: each track counts once, wherever it ran.
+        self.log("valid/tracks", float(self.valid_nsdr.tracks_scored))
         self.valid_nsdr.reset()
         self.valid_mixture_nsdr.reset()
 
@@ -211,7 +237,7 @@ class SeparationTask(L.LightningModule):
             "sources": list(self.model.sources),
             "sample_rate": self.model.sample_rate,
             "ema": None if self.ema is None else {"decay": self.ema.decay, "state": self.ema.cpu_state()},
-            "data_position": {"epoch": self.current_epoch, "batches": self._batches_in_epoch},
+            "data_position": {"epoch": self.current_epoch, "samples": self._samples_in_epoch},
             "config": self.config,
         }
 
@@ -222,4 +248,5 @@ class SeparationTask(L.LightningModule):
         position = info.get("data_position")
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         if position and datamodule is not None and hasattr(datamodule, "set_position"):
-            datamodule.set_position(int(position["epoch"]), int(position["batches"]))
+            datamodule.set_position(int(position["epoch"]), int(position["samples"]))
+            self._resumed_samples = int(position["samples"])

@@ -83,23 +83,28 @@ def build_components(recipe: Recipe) -> tuple[Any, Any]:
     return datamodule, task
 
 
-def build_callbacks(recipe: Recipe, run_dir: Path) -> list[Any]:
-    """Checkpointing (best by validation nSDR, last, periodic) and the progress bar.
+def build_callbacks(recipe: Recipe, run_dir: Path, validates: bool = True) -> list[Any]:
+    """Checkpointing (best by validation nSDR, last, periodic, final) and learning-rate logging.
 
     Args:
         recipe: The validated recipe.
         run_dir: The run directory.
+        validates: Whether the run has validation tracks; without them there is no ``best.ckpt``.
+            (Default: ``True``)
     """
-    from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
+    from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+
+    from sepzoo.task import FinalCheckpoint
 
     checkpoints = run_dir / "checkpoints"
-    callbacks: list[Any] = [
-        ModelCheckpoint(
-            dirpath=checkpoints, filename="best", monitor="valid/nSDR", mode="max", save_top_k=1,
-            save_last=True, enable_version_counter=False, auto_insert_metric_name=False,
-        ),
-        TQDMProgressBar(),
-    ]
+    callbacks: list[Any] = [FinalCheckpoint(checkpoints / "last.ckpt")]
+    if validates:
+        callbacks.append(
+            ModelCheckpoint(
+                dirpath=checkpoints, filename="best", monitor="valid/nSDR", mode="max", save_top_k=1,
+                save_last=True, enable_version_counter=False, auto_insert_metric_name=False,
+            )
+        )
     if recipe.train.checkpoint_every_n_steps:
         callbacks.append(
             ModelCheckpoint(
@@ -112,13 +117,14 @@ def build_callbacks(recipe: Recipe, run_dir: Path) -> list[Any]:
     return callbacks
 
 
-def build_trainer(recipe: Recipe, run_dir: Path, logger: Any) -> Any:
+def build_trainer(recipe: Recipe, run_dir: Path, logger: Any, validates: bool = True) -> Any:
     """The Lightning Trainer for a recipe.
 
     Args:
         recipe: The validated recipe.
         run_dir: The run directory.
         logger: The experiment logger.
+        validates: Whether the run has validation tracks. (Default: ``True``)
     """
     import lightning as L
 
@@ -128,13 +134,19 @@ def build_trainer(recipe: Recipe, run_dir: Path, logger: Any) -> Any:
     if recipe.train.validate_every_n_steps:
         options.setdefault("val_check_interval", recipe.train.validate_every_n_steps)
         options.setdefault("check_val_every_n_epoch", None)
-    return L.Trainer(
-        default_root_dir=str(run_dir),
-        logger=logger,
-        callbacks=build_callbacks(recipe, run_dir),
-        use_distributed_sampler=False,
-        **options,
-    )
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    try:
+        return L.Trainer(
+            default_root_dir=str(run_dir),
+            logger=logger,
+            callbacks=build_callbacks(recipe, run_dir, validates),
+            use_distributed_sampler=False,
+            **options,
+        )
+    except (MisconfigurationException, ValueError, TypeError) as exc:
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"{recipe.path or 'recipe'}: trainer: {message}") from None
 
 
 def train(
@@ -158,14 +170,19 @@ def train(
     recipe = load_recipe(recipe_path, overrides or [])
     run_dir = run_directory(recipe)
     _check_writable(run_dir)
-    datamodule, task = build_components(recipe)
-    plan: RunPlan = plan_run(run_dir, resume=resume, force=force)
+    # Seeded before the model is built, so that its initial weights are a function of the recipe.
     L.seed_everything(recipe.seed, workers=True, verbose=False)
+    datamodule, task = build_components(recipe)
+    # The data set is listed and checked before anything is written, so bad data leaves no run behind.
+    validates = bool(getattr(datamodule, "has_validation", True))
+    plan: RunPlan = plan_run(run_dir, resume=resume, force=force)
     run_dir.mkdir(parents=True, exist_ok=True)
     meta = run_metadata(recipe.config_hash())
     if not is_launcher_child():
         config_text = recipe.to_yaml(meta=meta)
         write_text_atomic(run_dir / CONFIG_FILE, config_text)
+        if plan.resume_from is not None:
+            _keep_csv_history(run_dir)
     run_name = run_dir.name
     logger = build_logger(
         recipe.logger.name, run_dir, run_name, project=recipe.logger.project, entity=recipe.logger.entity,
@@ -174,8 +191,12 @@ def train(
     )
     task.example_logger = log_examples
     _quiet_lightning()
-    trainer = build_trainer(recipe, run_dir, logger)
+    trainer = build_trainer(recipe, run_dir, logger, validates=validates)
     trainer.fit(task, datamodule=datamodule, ckpt_path=str(plan.resume_from) if plan.resume_from else None)
+    if trainer.interrupted:
+        _finish_logger(logger)
+        # Lightning has saved nothing new; the run stays unfinished and `--resume` continues it.
+        raise KeyboardInterrupt
     if trainer.global_rank == 0:
         best = trainer.checkpoint_callback
         summary = {
@@ -187,6 +208,18 @@ def train(
         write_json_atomic(run_dir / DONE_MARKER, summary)
     _finish_logger(logger)
     return run_dir
+
+
+def _keep_csv_history(run_dir: Path) -> None:
+    """Move the CSV metrics of an interrupted run aside before resuming: Lightning's CSV logger
+    starts its file afresh, and the history must not be lost."""
+    metrics = run_dir / "logs" / "metrics.csv"
+    if not metrics.is_file():
+        return
+    index = 1
+    while (kept := metrics.with_name(f"metrics.before-resume-{index}.csv")).exists():
+        index += 1
+    metrics.rename(kept)
 
 
 def _check_writable(run_dir: Path) -> None:

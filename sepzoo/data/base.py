@@ -17,7 +17,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from sepzoo.data.augment import AugmentConfig, augment_stems
-from sepzoo.data.samplers import EpochSampler, ShardedEvalSampler
+from sepzoo.data.samplers import PADDING_INDEX, EpochSampler, ShardedEvalSampler
 from sepzoo.data.tracks import Track, read_stems
 from sepzoo.errors import ConfigError, DataError, suggestion
 
@@ -135,7 +135,9 @@ class SegmentDataset(Dataset):
 
 
 class WholeTrackDataset(Dataset):
-    """Whole tracks for validation and evaluation: ``{"name": str, "stems": Tensor[S, C, T]}``.
+    """Whole tracks for validation and evaluation: ``{"name": str, "stems": Tensor[S, C, T],
+    "padding": bool}``; index :data:`~sepzoo.data.samplers.PADDING_INDEX` gives an unscored
+    placeholder (``padding`` true).
 
     Args:
         tracks: The tracks.
@@ -177,9 +179,13 @@ class WholeTrackDataset(Dataset):
         return frames
 
     def __getitem__(self, index: int) -> dict[str, Any]:
+        if index == PADDING_INDEX:
+            # A placeholder that evens out the ranks' step counts; it is never scored.
+            stems = torch.zeros(len(self.sources), self.channels, 1)
+            return {"name": "", "stems": stems, "padding": True}
         track = self.tracks[index]
         stems = read_stems(track, self.sources, 0, self.frames(track), self.sample_rate, self.channels)
-        return {"name": track.name, "stems": stems}
+        return {"name": track.name, "stems": stems, "padding": False}
 
 
 class StemDataModule(L.LightningDataModule):
@@ -311,6 +317,13 @@ class StemDataModule(L.LightningDataModule):
         if stage == "test":
             self.test_tracks()
             return
+        # Checked on every call: the first may come before the trainer (and its world size) is known.
+        _, world_size = self._rank_world()
+        if self.samples_per_epoch < self.batch_size * world_size:
+            raise ConfigError(
+                f"data.samples_per_epoch={self.samples_per_epoch} is smaller than one batch over all "
+                f"processes ({self.batch_size} x {world_size})"
+            )
         if self.train_tracks is not None:
             return
         pool, own_valid = self.list_tracks()
@@ -318,12 +331,6 @@ class StemDataModule(L.LightningDataModule):
         if not train:
             raise DataError(
                 f"{self._describe()}: no training tracks left once the validation tracks are set apart"
-            )
-        rank, world_size = self._rank_world()
-        if self.samples_per_epoch < self.batch_size * world_size:
-            raise ConfigError(
-                f"data.samples_per_epoch={self.samples_per_epoch} is smaller than one batch over all "
-                f"processes ({self.batch_size} x {world_size})"
             )
         self.train_tracks, self.valid_set = train, valid
 
@@ -436,7 +443,7 @@ class StemDataModule(L.LightningDataModule):
         return DataLoader(
             dataset,
             batch_size=1,
-            sampler=ShardedEvalSampler(len(dataset), rank=rank, world_size=world_size),
+            sampler=ShardedEvalSampler(len(dataset), rank=rank, world_size=world_size, pad=True),
             num_workers=workers,
             persistent_workers=workers > 0,
         )

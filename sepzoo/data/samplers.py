@@ -113,28 +113,40 @@ class EpochSampler(Sampler):
         return self.samples_per_rank
 
 
+PADDING_INDEX = -1
+"""What :class:`ShardedEvalSampler` yields, with ``pad=True``, in place of an item a rank lacks."""
+
+
 class ShardedEvalSampler(Sampler):
     """Evaluation sampler: rank ``r`` of ``W`` gets indices ``r, r + W, ...``.
 
-    Unlike ``DistributedSampler`` it neither pads nor repeats: over all ranks every index is
-    yielded exactly once, so ranks may get one item more or less than each other.
+    Unlike ``DistributedSampler`` it never repeats an item: over all ranks every index is
+    yielded exactly once. With ``pad=True`` the ranks that would get one item fewer than the
+    others get :data:`PADDING_INDEX` instead, so every rank runs the same number of steps (a
+    rank with no step at all would skip the collective end of the loop and stall the others);
+    the data set returns a placeholder for it, which is not scored.
 
     Args:
         length: Number of items.
         rank: This process's rank. (Default: ``0``)
         world_size: Number of ranks. (Default: ``1``)
+        pad: Even out the ranks with :data:`PADDING_INDEX`. (Default: ``False``)
     """
 
-    def __init__(self, length: int, rank: int = 0, world_size: int = 1) -> None:
+    def __init__(self, length: int, rank: int = 0, world_size: int = 1, pad: bool = False) -> None:
         _check_rank(rank, world_size)
         if length < 0:
             raise ValueError(f"length must be >= 0, got {length}")
         self.length = length
         self.rank = rank
         self.world_size = world_size
+        self.pad = pad
 
     def __iter__(self) -> Iterator[int]:
-        return iter(range(self.rank, self.length, self.world_size))
+        indices = list(range(self.rank, self.length, self.world_size))
+        return iter(indices + [PADDING_INDEX] * (len(self) - len(indices)))
 
     def __len__(self) -> int:
+        if self.pad:
+            return -(-self.length // self.world_size)
         return len(range(self.rank, self.length, self.world_size))

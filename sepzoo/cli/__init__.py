@@ -1,0 +1,1 @@
+"""The ``sepzoo`` command line."""

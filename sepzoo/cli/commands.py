@@ -1,0 +1,118 @@
+"""The handlers behind each ``sepzoo`` sub-command (argument parsing lives in ``main``)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """``sepzoo train RECIPE [key=value ...] [--resume] [--force]``.
+
+    Args:
+        args: Parsed arguments.
+    """
+    from sepzoo.config import load_recipe
+    from sepzoo.rundir import DONE_MARKER
+    from sepzoo.train import run_directory, train
+
+    if args.print_run_dir or args.reuse:
+        planned = run_directory(load_recipe(args.recipe, args.overrides))
+        if args.print_run_dir:
+            print(planned)
+            return 0
+        if (planned / DONE_MARKER).is_file():
+            print(f"{planned}: this run already finished; reusing it (pass --force to train again)")
+            return 0
+    run_dir = train(args.recipe, args.overrides, resume=args.resume, force=args.force)
+    from sepzoo.rundir import is_launcher_child
+
+    if not is_launcher_child():
+        print(f"run directory: {run_dir}")
+        print(f"  resolved config: {run_dir / 'config.yaml'}")
+        print(f"  checkpoints:     {run_dir / 'checkpoints'} (best.ckpt, last.ckpt)")
+        wandb_dir = run_dir / "wandb"
+        if wandb_dir.is_dir():
+            print(f"  W&B run:         {wandb_dir} (offline runs upload with `wandb sync {wandb_dir}/offline-run-*`)")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    """``sepzoo eval -n MODEL --root DIR [--subset test] -o OUT``.
+
+    Args:
+        args: Parsed arguments.
+    """
+    from sepzoo.evaluate import evaluate, format_table
+
+    report = evaluate(
+        args.model, args.root, args.subset, args.out, max_tracks=args.tracks, shifts=args.shifts,
+        overlap=args.overlap, segment=args.segment, batch_size=args.batch_size, device=args.device, force=args.force,
+    )
+    print(format_table(report))
+    return 0
+
+
+def cmd_separate(args: argparse.Namespace) -> int:
+    """``sepzoo separate FILE... -n MODEL -o OUT``.
+
+    Args:
+        args: Parsed arguments.
+    """
+    from sepzoo.separate import separate_files
+
+    separate_files(
+        args.files, args.model, args.out, shifts=args.shifts, overlap=args.overlap, segment=args.segment,
+        batch_size=args.batch_size, device=args.device, force=args.force,
+    )
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """``sepzoo export RUN_OR_CKPT OUT``.
+
+    Args:
+        args: Parsed arguments.
+    """
+    from sepzoo.checkpoint import export_model_file
+
+    path, used_ema = export_model_file(args.source, args.out, force=args.force)
+    weights = "EMA weights" if used_ema else "trained weights (EMA was off)"
+    print(f"wrote {path} ({weights})")
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    """``sepzoo models``: the registry as a table.
+
+    Args:
+        args: Parsed arguments.
+    """
+    from sepzoo.models import create_model, get_model_class, list_models
+
+    rows = []
+    for name in list_models():
+        cls = get_model_class(name)
+        params = create_model(name).num_parameters()
+        rows.append((name, cls.domain, f"{params:,}"))
+    header = ("name", "domain", "parameters (default settings)")
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(3)]
+    for row in [header, tuple("-" * w for w in widths), *rows]:
+        print("  ".join(cell.ljust(w) if i < 2 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths))))
+    return 0
+
+
+def cmd_toy_musdb(args: argparse.Namespace) -> int:
+    """``sepzoo toy-musdb OUT --tracks N --test-tracks M --seconds S --seed K``.
+
+    Args:
+        args: Parsed arguments.
+    """
+    from sepzoo.data.toy import generate_toy_musdb
+
+    out = generate_toy_musdb(
+        args.out, tracks=args.tracks, test_tracks=args.test_tracks, seconds=args.seconds, seed=args.seed,
+        force=args.force, progress=True,
+    )
+    print(f"wrote the toy data set (synthetic; a smoke test of the machinery) to {out}: "
+          f"{args.tracks} train and {args.test_tracks} test tracks of {args.seconds:g} s")
+    return 0

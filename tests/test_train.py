@@ -1,0 +1,161 @@
+"""Training end to end on real audio files: run directories, checkpoints, offline W&B runs with
+media, resume from a mid-epoch checkpoint, export, and DDP over two CPU processes."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from sepzoo.checkpoint import export_model_file, load_model_file, load_separator, safe_load
+from sepzoo.errors import OutputExistsError, SepzooError
+from sepzoo.rundir import DONE_MARKER
+from sepzoo.train import train
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_fit_writes_checkpoints_config_and_an_offline_wandb_run_with_media(tiny_recipe):
+    run_dir = train(tiny_recipe)
+    assert (run_dir / DONE_MARKER).is_file()
+    assert {"best.ckpt", "last.ckpt"} <= {p.name for p in (run_dir / "checkpoints").iterdir()}
+
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert config["model"]["name"] == "conv_tasnet"
+    assert config["meta"]["config_hash"] == run_dir.name.rsplit("-", 1)[1]
+    assert {"torch", "lightning", "musdb", "wandb"} <= set(config["meta"]["packages"])
+    assert config["meta"]["git_commit"]
+
+    offline_runs = list((run_dir / "wandb").glob("offline-run-*"))
+    assert len(offline_runs) == 1
+    media = offline_runs[0] / "files" / "media"
+    audio = list(media.rglob("*.wav"))
+    images = list(media.rglob("*.png"))
+    assert len(audio) == 3 * 4, "mixture, estimate and reference for each of the 4 sources"
+    assert len(images) == 4
+    # The W&B run config (kept in the run's record file until `wandb sync`) holds the resolved recipe.
+    records = (offline_runs[0] / f"run-{run_dir.name}.wandb").read_bytes()
+    assert config["meta"]["config_hash"].encode() in records and b"encoder_filters" in records
+
+    checkpoint = safe_load(run_dir / "checkpoints" / "last.ckpt")
+    assert checkpoint["global_step"] == 6
+    assert checkpoint["sepzoo"]["model"]["name"] == "conv_tasnet"
+    assert "optimizer_states" in checkpoint and checkpoint["optimizer_states"]
+
+
+def test_finished_run_is_kept_unless_forced(tiny_recipe):
+    run_dir = train(tiny_recipe, ["logger.name=csv"])
+    stamp = (run_dir / "checkpoints" / "last.ckpt").stat().st_mtime_ns
+    with pytest.raises(OutputExistsError, match="already finished"):
+        train(tiny_recipe, ["logger.name=csv"])
+    with pytest.raises(SepzooError, match="already finished"):
+        train(tiny_recipe, ["logger.name=csv"], resume=True)
+    assert (run_dir / "checkpoints" / "last.ckpt").stat().st_mtime_ns == stamp
+    assert train(tiny_recipe, ["logger.name=csv"], force=True) == run_dir
+    assert (run_dir / DONE_MARKER).is_file()
+
+
+def test_resume_with_nothing_to_resume_is_refused(tiny_recipe):
+    with pytest.raises(SepzooError, match="nothing to resume"):
+        train(tiny_recipe, ["logger.name=csv"], resume=True)
+
+
+class _SimulatedCrash(RuntimeError):
+    pass
+
+
+class _StopAfter:
+    """A callback that crashes training after a given step, as a lost machine would."""
+
+    def __init__(self, step: int) -> None:
+        from lightning.pytorch.callbacks import Callback
+
+        stop_step = step
+
+        class Stop(Callback):
+            def on_train_batch_end(self, trainer, *args):
+                if trainer.global_step >= stop_step:
+                    raise _SimulatedCrash(f"stopped after step {stop_step}")
+
+        self.callback = Stop()
+
+
+def _final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    checkpoint = safe_load(run_dir / "checkpoints" / "last.ckpt")
+    assert checkpoint["global_step"] == 6
+    state = {k: v for k, v in checkpoint["state_dict"].items() if k.startswith("model.")}
+    return {**state, **{f"ema.{k}": v for k, v in checkpoint["sepzoo"]["ema"]["state"].items()}}
+
+
+def test_resume_continues_mid_epoch_exactly_as_an_uninterrupted_run(tiny_recipe, tmp_path, monkeypatch):
+    import sepzoo.train as train_module
+
+    overrides = ["logger.name=csv", "train.checkpoint_every_n_steps=1", "train.ema_decay=0.9",
+                 "scheduler.name=cosine", "scheduler.total_steps=6"]
+    straight = train(tiny_recipe, [*overrides, f"run.root={tmp_path / 'straight'}"])
+
+    build_callbacks = train_module.build_callbacks
+    monkeypatch.setattr(train_module, "build_callbacks",
+                        lambda *args: [*build_callbacks(*args), _StopAfter(3).callback])
+    resumed_overrides = [*overrides, f"run.root={tmp_path / 'resumed'}"]
+    with pytest.raises(_SimulatedCrash):
+        train(tiny_recipe, resumed_overrides)
+    monkeypatch.setattr(train_module, "build_callbacks", build_callbacks)
+
+    run_dir = tmp_path / "resumed" / straight.name
+    assert not (run_dir / DONE_MARKER).exists(), "an interrupted run must not look finished"
+    with pytest.raises(OutputExistsError, match="--resume"):
+        train(tiny_recipe, resumed_overrides)
+    assert train(tiny_recipe, resumed_overrides, resume=True) == run_dir
+    assert (run_dir / DONE_MARKER).is_file()
+
+    # The crash came after step 3's update but before its checkpoint: the run resumes at step 2.
+    before = list(csv.DictReader((run_dir / "logs" / "metrics.before-resume-1.csv").open()))
+    after = list(csv.DictReader((run_dir / "logs" / "metrics.csv").open()))
+    resumed_at = min(int(row["step"]) for row in after if row.get("train/loss"))
+    steps = [int(row["step"]) for row in before if row.get("train/loss") and int(row["step"]) < resumed_at]
+    steps += [int(row["step"]) for row in after if row.get("train/loss")]
+    assert steps == [0, 1, 2, 3, 4, 5], "each step ran once: none repeated, none skipped"
+    expected, actual = _final_weights(straight), _final_weights(run_dir)
+    assert expected.keys() == actual.keys()
+    for key in expected:
+        torch.testing.assert_close(actual[key], expected[key], rtol=1e-5, atol=1e-7, msg=lambda m, key=key: f"{key}: {m}")
+
+
+def test_export_uses_ema_weights_and_matches_the_checkpoint(tiny_recipe, tmp_path):
+    run_dir = train(tiny_recipe, ["logger.name=csv", "train.ema_decay=0.5"])
+    out, used_ema = export_model_file(run_dir, tmp_path / "model.sepzoo")
+    assert used_ema
+    with pytest.raises(OutputExistsError):
+        export_model_file(run_dir, out)
+    exported = load_model_file(out).eval()
+    from_checkpoint = load_separator(run_dir / "checkpoints" / "best.ckpt").eval()
+    checkpoint = safe_load(run_dir / "checkpoints" / "best.ckpt")
+    for key, value in checkpoint["sepzoo"]["ema"]["state"].items():
+        torch.testing.assert_close(exported.state_dict()[key], value)
+    mix = torch.randn(1, 2, 5000)
+    with torch.no_grad():
+        torch.testing.assert_close(exported(mix), from_checkpoint(mix))
+
+
+def _run_cli(*args: str, cwd: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "sepzoo.cli.main", *args], capture_output=True, text=True,
+                          cwd=cwd, env={**os.environ, **(env or {})}, timeout=600)
+
+
+def test_ddp_over_two_cpu_processes_scores_each_validation_track_once(tiny_recipe):
+    done = _run_cli("train", str(tiny_recipe), "trainer.strategy=ddp", "trainer.devices=2", "trainer.accelerator=cpu",
+                    "data.valid_count=3", "logger.name=csv", "trainer.max_steps=4")
+    assert done.returncode == 0, done.stderr[-3000:]
+    run_dir = Path(done.stdout.split("run directory:")[1].split()[0])
+    assert (run_dir / DONE_MARKER).is_file()
+    metrics = list(csv.DictReader((run_dir / "logs" / "metrics.csv").open()))
+    tracks = [float(row["valid/tracks"]) for row in metrics if row.get("valid/tracks")]
+    assert tracks and all(count == 3 for count in tracks), "3 tracks over 2 ranks: each scored exactly once"
+    assert safe_load(run_dir / "checkpoints" / "last.ckpt")["global_step"] == 4
