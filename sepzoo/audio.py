@@ -145,21 +145,47 @@ def _decode_ffmpeg(path: Path) -> tuple[Tensor, int]:
     if shutil.which("ffmpeg") is None or shutil.which("ffprobe") is None:
         raise DataError(f"{path}: reading {path.suffix or 'this'} files needs ffmpeg and ffprobe on the PATH")
     probe = subprocess.run(
-        ["ffprobe", "-v", "error", "-select_streams", "a:0", "-show_entries", "stream=sample_rate,channels",
-         "-of", "csv=p=0", str(path)],
-        capture_output=True, text=True,
+        [
+            "ffprobe",
+            "-v",
+            "error",
+            "-select_streams",
+            "a:0",
+            "-show_entries",
+            "stream=sample_rate,channels",
+            "-of",
+            "csv=p=0",
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
     )
     fields = probe.stdout.strip().split("\n")[0].split(",") if probe.returncode == 0 else []
     if len(fields) < 2 or not all(f.strip().isdigit() for f in fields[:2]):
         raise DataError(f"{path}: not a readable audio file (ffprobe found no audio stream)")
     sr, channels = int(fields[0]), int(fields[1])
     decoded = subprocess.run(
-        ["ffmpeg", "-v", "error", "-nostdin", "-i", str(path), "-map", "0:a:0", "-f", "f32le", "-acodec",
-         "pcm_f32le", "-"],
+        [
+            "ffmpeg",
+            "-v",
+            "error",
+            "-nostdin",
+            "-i",
+            str(path),
+            "-map",
+            "0:a:0",
+            "-f",
+            "f32le",
+            "-acodec",
+            "pcm_f32le",
+            "-",
+        ],
         capture_output=True,
     )
     if decoded.returncode != 0:
-        raise DataError(f"{path}: ffmpeg could not decode it ({decoded.stderr.decode(errors='replace').strip()[:200]})")
+        raise DataError(
+            f"{path}: ffmpeg could not decode it ({decoded.stderr.decode(errors='replace').strip()[:200]})"
+        )
     samples = np.frombuffer(decoded.stdout, dtype=np.float32)
     samples = samples[: len(samples) // channels * channels].reshape(-1, channels).T
     return torch.from_numpy(samples.copy()), sr

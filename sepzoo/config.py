@@ -82,7 +82,7 @@ resolved recipe) is accepted so a run's ``config.yaml`` loads as a recipe, and i
 
 MANAGED_TRAINER_KEYS: dict[str, str] = {
     "logger": "the experiment logger is configured in the top-level `logger` section",
-    "callbacks": "sepzoo adds its own callbacks (checkpoints, learning-rate monitor); use the `train` section",
+    "callbacks": "sepzoo adds its own callbacks (checkpoints, learning rates); see the `train` section",
     "default_root_dir": "the run directory is chosen by sepzoo; use `run.root` and `run.name`",
     "enable_checkpointing": "checkpoints are always written; use `train.checkpoint_every_n_steps`",
     "use_distributed_sampler": "sepzoo's data modules choose their own samplers",
@@ -128,12 +128,16 @@ class TrainOptions:
         audio_examples: Validation tracks whose audio and spectrograms are logged. (Default: ``2``)
         validate_every_n_steps: Validate every this many steps instead of once per epoch.
             (Default: ``None``)
+        init_from: Start from the weights of this model file, training checkpoint or run
+            directory (fine-tuning); the model's settings must match it. Unlike ``--resume``, the
+            optimizer, schedule and data position start afresh. (Default: ``None``)
     """
 
     ema_decay: float | None = None
     checkpoint_every_n_steps: int | None = None
     audio_examples: int = 2
     validate_every_n_steps: int | None = None
+    init_from: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -473,9 +477,7 @@ def config_hash(resolved: Mapping[str, Any]) -> str:
     """
     kept = {k: v for k, v in resolved.items() if k not in ("run", "logger", "meta")}
     if isinstance(kept.get("trainer"), Mapping):
-        kept["trainer"] = {
-            k: v for k, v in kept["trainer"].items() if k not in RESULT_NEUTRAL_TRAINER_KEYS
-        }
+        kept["trainer"] = {k: v for k, v in kept["trainer"].items() if k not in RESULT_NEUTRAL_TRAINER_KEYS}
     text = json.dumps(kept, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:8]
 
@@ -693,7 +695,9 @@ def describe_type(annotation: Any) -> str:
     args = typing.get_args(annotation)
     if _is_union(annotation):
         literals = [v for a in args if typing.get_origin(a) is Literal for v in typing.get_args(a)]
-        parts = [describe_type(a) for a in args if typing.get_origin(a) is not Literal and a is not type(None)]
+        parts = [
+            describe_type(a) for a in args if typing.get_origin(a) is not Literal and a is not type(None)
+        ]
         if literals:
             parts.insert(0, "one of " + ", ".join(repr(v) for v in literals))
         if type(None) in args:
@@ -877,7 +881,9 @@ def _file_layers(path: Path, chain: tuple[Path, ...] = ()) -> list[_Layer]:
     elif isinstance(extends, list) and all(isinstance(b, str) for b in extends):
         bases = list(extends)
     else:
-        raise ConfigError(f"{origin}: extends: expected a path or a list of paths, got {_describe_value(extends)}")
+        raise ConfigError(
+            f"{origin}: extends: expected a path or a list of paths, got {_describe_value(extends)}"
+        )
     layers: list[_Layer] = []
     for base in bases:
         base_path = Path(base).expanduser()
@@ -917,7 +923,9 @@ def _override_layer(overrides: Sequence[str]) -> _Layer:
             parsed = OmegaConf.from_dotlist([item])
             merged = OmegaConf.merge(merged, parsed)
         except (OmegaConfBaseException, yaml.YAMLError, ValueError) as exc:
-            raise ConfigError(f"{COMMAND_LINE}: override {item!r} cannot be parsed: {_first_line(exc)}") from None
+            raise ConfigError(
+                f"{COMMAND_LINE}: override {item!r} cannot be parsed: {_first_line(exc)}"
+            ) from None
     return _Layer(COMMAND_LINE, OmegaConf.to_container(merged, resolve=False))  # type: ignore[arg-type]
 
 
@@ -963,7 +971,9 @@ def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> Recipe:
     return _build_recipe(layers, path)
 
 
-def recipe_from_dict(config: Mapping[str, Any], origin: str = "config", overrides: Sequence[str] = ()) -> Recipe:
+def recipe_from_dict(
+    config: Mapping[str, Any], origin: str = "config", overrides: Sequence[str] = ()
+) -> Recipe:
     """Validate a config given as data (e.g. the resolved recipe saved in a checkpoint).
 
     Args:
@@ -1042,7 +1052,9 @@ class _Validator:
             merged = OmegaConf.merge(*[OmegaConf.create(layer.values) for layer in self.layers])
         except OmegaConfBaseException as exc:
             key = getattr(exc, "full_key", None) or ""
-            raise ConfigError(f"{self.origin(key) if key else self._main_origin()}: {_first_line(exc)}") from None
+            raise ConfigError(
+                f"{self.origin(key) if key else self._main_origin()}: {_first_line(exc)}"
+            ) from None
         try:
             resolved = OmegaConf.to_container(merged, resolve=True, throw_on_missing=True)
         except MissingMandatoryValue as exc:
@@ -1172,7 +1184,8 @@ class _Validator:
             known = registry.names()
             raise self.fail(
                 f"{section}.name",
-                f"unknown {target_kind} {name!r}{suggestion(name, known)} (registered: {', '.join(known) or 'none'})",
+                f"unknown {target_kind} {name!r}{suggestion(name, known)} "
+                f"(registered: {', '.join(known) or 'none'})",
             )
         target = registry.get(name)
         kwargs = self.injected(config, section, target, values)
@@ -1187,7 +1200,9 @@ class _Validator:
                     )
         return NamedSpec(name, kwargs)
 
-    def injected(self, config: dict[str, Any], section: str, target: Any, values: dict[str, Any]) -> dict[str, Any]:
+    def injected(
+        self, config: dict[str, Any], section: str, target: Any, values: dict[str, Any]
+    ) -> dict[str, Any]:
         """Fill ``sources``, ``sample_rate`` and ``audio_channels`` of models and data sets from the
         top level, and refuse values that disagree with it."""
         if section not in ("model", "data"):
@@ -1219,7 +1234,9 @@ class _Validator:
             self.check_type(dotted, value, hints[key])
         for key in required:
             if key not in kwargs and key not in supplied:
-                raise self.fail(f"{section}.name", f"{kind} {name!r} requires `{section}.{key}`, which is not set")
+                raise self.fail(
+                    f"{section}.name", f"{kind} {name!r} requires `{section}.{key}`, which is not set"
+                )
 
     # -- the trainer
 

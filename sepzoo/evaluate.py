@@ -14,7 +14,6 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-
 from sepzoo.errors import DataError, OutputExistsError, SepzooError
 
 TOY_MARKER = "README.txt"
@@ -98,11 +97,19 @@ def evaluate(
     tracks = find_tracks(root, subset, list(model.sources))[: max_tracks or None]
     per_track: dict[str, dict[str, Any]] = {}
     for track in tqdm(tracks, desc="eval", unit="track"):
-        stems = read_stems(track, list(model.sources), 0, track.frames, model.sample_rate, model.audio_channels)
+        stems = read_stems(
+            track, list(model.sources), 0, track.frames, model.sample_rate, model.audio_channels
+        )
         mix = stems.sum(0)  # C, T
         estimate = apply_model(
-            model, mix, references=stems if model.needs_references else None, segment=segment, overlap=overlap,
-            shifts=shifts, batch_size=batch_size, device=device,
+            model,
+            mix,
+            references=stems if model.needs_references else None,
+            segment=segment,
+            overlap=overlap,
+            shifts=shifts,
+            batch_size=batch_size,
+            device=device,
         )  # S, C, T
         scores = nsdr(estimate, stems)
         mixture_scores = nsdr(mix.unsqueeze(0).expand_as(stems), stems)
@@ -130,8 +137,9 @@ def _prepare_out(out: Path, results_dir: Path, force: bool) -> None:
         raise SepzooError(f"{results_dir}: cannot create output folder ({exc.strerror})") from None
 
 
-def _summarise(per_track: dict[str, dict[str, Any]], sources: list[str], model_spec: str, root: Path,
-               subset: str) -> dict[str, Any]:
+def _summarise(
+    per_track: dict[str, dict[str, Any]], sources: list[str], model_spec: str, root: Path, subset: str
+) -> dict[str, Any]:
     def mean(key: str, source: str) -> float:
         values = [r[key][source] for r in per_track.values()]
         return float(sum(values) / len(values)) if values else math.nan
@@ -177,5 +185,3 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     from sepzoo.rundir import write_json_atomic
 
     write_json_atomic(path, json.loads(json.dumps(data)))
-
-

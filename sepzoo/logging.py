@@ -123,8 +123,14 @@ def spectrogram_figure(waves: dict[str, Tensor], sample_rate: int) -> Any:
         mono = wave.float().mean(0).cpu()
         spec = torch.stft(mono, 2048, 512, window=window, return_complex=True).abs()
         db = 20 * torch.log10(spec + 1e-5)
-        ax.imshow(db.numpy(), origin="lower", aspect="auto", vmin=float(db.max()) - 80, vmax=float(db.max()),
-                  extent=(0, mono.shape[-1] / sample_rate, 0, sample_rate / 2000))
+        ax.imshow(
+            db.numpy(),
+            origin="lower",
+            aspect="auto",
+            vmin=float(db.max()) - 80,
+            vmax=float(db.max()),
+            extent=(0, mono.shape[-1] / sample_rate, 0, sample_rate / 2000),
+        )
         ax.set_title(title, fontsize=9)
         ax.set_ylabel("kHz")
     axes[-1, 0].set_xlabel("seconds")
@@ -156,7 +162,11 @@ def log_examples(task: Any, track: str, mix: Tensor, estimate: Tensor, reference
     for logger in task.loggers:
         for index, source in enumerate(task.model.sources):
             figure = spectrogram_figure(
-                {"mixture": mix, f"{source} estimate": estimate[index], f"{source} reference": reference[index]},
+                {
+                    "mixture": mix,
+                    f"{source} estimate": estimate[index],
+                    f"{source} reference": reference[index],
+                },
                 sample_rate,
             )
             clips = {"mixture": mix, "estimate": estimate[index], "reference": reference[index]}
@@ -164,8 +174,7 @@ def log_examples(task: Any, track: str, mix: Tensor, estimate: Tensor, reference
                 import wandb
 
                 media: dict[str, Any] = {
-                    f"examples/{slug}/{source}/{kind}": wandb.Audio(clip.T.numpy(),
-                                                                    sample_rate=sample_rate)
+                    f"examples/{slug}/{source}/{kind}": wandb.Audio(clip.T.numpy(), sample_rate=sample_rate)
                     for kind, clip in clips.items()
                 }
                 media[f"examples/{slug}/{source}/spectrogram"] = wandb.Image(figure)

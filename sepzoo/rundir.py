@@ -29,8 +29,19 @@ from sepzoo.errors import OutputExistsError, SepzooError
 
 DONE_MARKER = "DONE"
 CONFIG_FILE = "config.yaml"
-PACKAGES = ("sepzoo", "torch", "torchaudio", "lightning", "torchmetrics", "wandb", "musdb", "omegaconf",
-            "soundfile", "numpy", "scipy")
+PACKAGES = (
+    "sepzoo",
+    "torch",
+    "torchaudio",
+    "lightning",
+    "torchmetrics",
+    "wandb",
+    "musdb",
+    "omegaconf",
+    "soundfile",
+    "numpy",
+    "scipy",
+)
 
 
 @dataclass(frozen=True)
@@ -83,15 +94,19 @@ def plan_run(run_dir: Path, resume: bool, force: bool) -> RunPlan:
         shutil.rmtree(run_dir)
         return RunPlan(run_dir, None)
     if finished:
-        raise OutputExistsError(f"{run_dir}: this run already finished; pass --force to train it again from scratch")
+        raise OutputExistsError(
+            f"{run_dir}: this run already finished; pass --force to train it again from scratch"
+        )
     if resume:
         if last is None:
             raise SepzooError(
-                f"{run_dir / 'checkpoints'}: no checkpoint to resume from; pass --force to start the run again"
+                f"{run_dir / 'checkpoints'}: no checkpoint to resume from; "
+                "pass --force to start the run again"
             )
         return RunPlan(run_dir, last)
     raise OutputExistsError(
-        f"{run_dir}: an unfinished run with this config exists; pass --resume to continue it or --force to restart"
+        f"{run_dir}: an unfinished run with this config exists; "
+        "pass --resume to continue it or --force to restart"
     )
 
 
@@ -114,12 +129,17 @@ def git_commit() -> str:
     """The sepzoo source tree's git commit (with ``-dirty`` when modified), or ``"unknown"``."""
     here = Path(__file__).resolve().parent
     try:
-        commit = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True,
-                                timeout=10)
+        commit = subprocess.run(
+            ["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
+        )
         if commit.returncode != 0:
             return "unknown"
-        dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(
+            ["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
         return commit.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"

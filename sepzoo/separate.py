@@ -7,7 +7,9 @@ from pathlib import Path
 from sepzoo.errors import OutputExistsError, SepzooError
 
 
-def plan_outputs(files: list[str], out: Path, sources: list[str], force: bool, suffix: str = ".wav") -> dict[Path, Path]:
+def plan_outputs(
+    files: list[str], out: Path, sources: list[str], force: bool, suffix: str = ".wav"
+) -> dict[Path, Path]:
     """Map each input to its output folder, refusing existing outputs before any work.
 
     Args:
@@ -74,17 +76,29 @@ def separate_files(
     out = Path(out)
     model = load_separator(model_spec)
     if model.needs_references:
-        raise SepzooError(f"{model_spec}: an oracle needs the true stems; score it with `sepzoo eval` instead")
+        raise SepzooError(
+            f"{model_spec}: an oracle needs the true stems; score it with `sepzoo eval` instead"
+        )
     plan = plan_outputs(files, out, list(model.sources), force)
     model = model.to(device).eval()
     for path, folder in plan.items():
         started = time.perf_counter()
         mix, _ = read_audio(path, sample_rate=model.sample_rate, channels=model.audio_channels)
-        estimate = apply_model(model, mix, segment=segment, overlap=overlap, shifts=shifts, batch_size=batch_size,
-                               device=device, progress=True)  # S, C, T
+        estimate = apply_model(
+            model,
+            mix,
+            segment=segment,
+            overlap=overlap,
+            shifts=shifts,
+            batch_size=batch_size,
+            device=device,
+            progress=True,
+        )  # S, C, T
         for source, stem in zip(model.sources, estimate):
             write_audio(folder / f"{source}.wav", stem, model.sample_rate)
         seconds = mix.shape[-1] / model.sample_rate
-        print(f"{path}: {seconds:.1f} s separated into {len(model.sources)} stems in "
-              f"{time.perf_counter() - started:.1f} s -> {folder}")
+        print(
+            f"{path}: {seconds:.1f} s separated into {len(model.sources)} stems in "
+            f"{time.perf_counter() - started:.1f} s -> {folder}"
+        )
     return list(plan.values())

@@ -60,6 +60,8 @@ def build_components(recipe: Recipe) -> tuple[Any, Any]:
     from sepzoo.task import EngineSettings, SeparationTask
 
     model = create_model(recipe.model.name, **recipe.model.kwargs)
+    if recipe.train.init_from is not None:
+        _load_initial_weights(model, recipe.train.init_from)
     datamodule = DATASETS.get(recipe.data.name)(**recipe.data.kwargs)
     data_sources = list(getattr(datamodule, "sources", model.sources))
     if data_sources != list(model.sources):
@@ -83,6 +85,20 @@ def build_components(recipe: Recipe) -> tuple[Any, Any]:
     return datamodule, task
 
 
+def _load_initial_weights(model: Any, source: str) -> None:
+    """Copy the weights of a model file, training checkpoint or run directory into ``model``."""
+    from sepzoo.checkpoint import load_separator, load_weights
+    from sepzoo.errors import CheckpointError
+
+    donor = load_separator(source)
+    if getattr(donor, "registry_name", None) != model.registry_name:
+        raise CheckpointError(
+            f"{source}: train.init_from holds a {getattr(donor, 'registry_name', None) or 'bag of models'!r} "
+            f"model, but the recipe trains {model.registry_name!r}"
+        )
+    load_weights(model, donor.state_dict(), source)
+
+
 def build_callbacks(recipe: Recipe, run_dir: Path, validates: bool = True) -> list[Any]:
     """Checkpointing (best by validation nSDR, last, periodic, final) and learning-rate logging.
 
@@ -101,15 +117,25 @@ def build_callbacks(recipe: Recipe, run_dir: Path, validates: bool = True) -> li
     if validates:
         callbacks.append(
             ModelCheckpoint(
-                dirpath=checkpoints, filename="best", monitor="valid/nSDR", mode="max", save_top_k=1,
-                save_last=True, enable_version_counter=False, auto_insert_metric_name=False,
+                dirpath=checkpoints,
+                filename="best",
+                monitor="valid/nSDR",
+                mode="max",
+                save_top_k=1,
+                save_last=True,
+                enable_version_counter=False,
+                auto_insert_metric_name=False,
             )
         )
     if recipe.train.checkpoint_every_n_steps:
         callbacks.append(
             ModelCheckpoint(
-                dirpath=checkpoints, filename="step-{step:08d}", every_n_train_steps=recipe.train.checkpoint_every_n_steps,
-                save_top_k=-1, auto_insert_metric_name=False, enable_version_counter=False,
+                dirpath=checkpoints,
+                filename="step-{step:08d}",
+                every_n_train_steps=recipe.train.checkpoint_every_n_steps,
+                save_top_k=-1,
+                auto_insert_metric_name=False,
+                enable_version_counter=False,
             )
         )
     if recipe.scheduler.name != "none":
@@ -129,7 +155,9 @@ def build_trainer(recipe: Recipe, run_dir: Path, logger: Any, validates: bool = 
     import lightning as L
 
     options = dict(recipe.trainer)
-    options["precision"] = resolve_precision(options.get("precision", "auto"), options.get("accelerator", "auto"))
+    options["precision"] = resolve_precision(
+        options.get("precision", "auto"), options.get("accelerator", "auto")
+    )
     options.setdefault("num_sanity_val_steps", 0)
     if recipe.train.validate_every_n_steps:
         options.setdefault("val_check_interval", recipe.train.validate_every_n_steps)
@@ -176,6 +204,8 @@ def train(
     # The data set is listed and checked before anything is written, so bad data leaves no run behind.
     validates = bool(getattr(datamodule, "has_validation", True))
     plan: RunPlan = plan_run(run_dir, resume=resume, force=force)
+    if plan.resume_from is not None:
+        _check_resumable(plan.resume_from, recipe)
     run_dir.mkdir(parents=True, exist_ok=True)
     meta = run_metadata(recipe.config_hash())
     if not is_launcher_child():
@@ -185,14 +215,24 @@ def train(
             _keep_csv_history(run_dir)
     run_name = run_dir.name
     logger = build_logger(
-        recipe.logger.name, run_dir, run_name, project=recipe.logger.project, entity=recipe.logger.entity,
-        group=recipe.logger.group, tags=recipe.logger.tags, mode=recipe.logger.mode, notes=recipe.logger.notes,
-        config={**recipe.resolved, "meta": meta}, resume_id=run_name if recipe.logger.name == "wandb" else None,
+        recipe.logger.name,
+        run_dir,
+        run_name,
+        project=recipe.logger.project,
+        entity=recipe.logger.entity,
+        group=recipe.logger.group,
+        tags=recipe.logger.tags,
+        mode=recipe.logger.mode,
+        notes=recipe.logger.notes,
+        config={**recipe.resolved, "meta": meta},
+        resume_id=run_name if recipe.logger.name == "wandb" else None,
     )
     task.example_logger = log_examples
     _quiet_lightning()
     trainer = build_trainer(recipe, run_dir, logger, validates=validates)
-    trainer.fit(task, datamodule=datamodule, ckpt_path=str(plan.resume_from) if plan.resume_from else None)
+    resume_from = str(plan.resume_from) if plan.resume_from else None
+    # A resumed checkpoint is read like every other file: tensors and plain values only.
+    trainer.fit(task, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
     if trainer.interrupted:
         _finish_logger(logger)
         # Lightning has saved nothing new; the run stays unfinished and `--resume` continues it.
@@ -202,12 +242,30 @@ def train(
         summary = {
             "global_step": trainer.global_step,
             "best_checkpoint": str(best.best_model_path) if best else None,
-            "best_valid_nSDR": float(best.best_model_score) if best and best.best_model_score is not None else None,
+            "best_valid_nSDR": float(best.best_model_score)
+            if best and best.best_model_score is not None
+            else None,
             "config_hash": recipe.config_hash(),
         }
         write_json_atomic(run_dir / DONE_MARKER, summary)
     _finish_logger(logger)
     return run_dir
+
+
+def _check_resumable(checkpoint: Path, recipe: Recipe) -> None:
+    """Refuse, in one line, a checkpoint that is damaged or holds another model, before any work."""
+    from sepzoo.checkpoint import TRAIN_FORMAT, safe_load
+    from sepzoo.errors import CheckpointError
+
+    content = safe_load(checkpoint)
+    info = content.get("sepzoo") if isinstance(content, dict) else None
+    if not isinstance(info, dict) or info.get("format") != TRAIN_FORMAT:
+        raise CheckpointError(f"{checkpoint}: not a sepzoo training checkpoint; cannot resume from it")
+    saved = (info.get("model") or {}).get("name")
+    if saved != recipe.model.name:
+        raise CheckpointError(
+            f"{checkpoint}: holds a {saved!r} model, but the recipe trains {recipe.model.name!r}"
+        )
 
 
 def _keep_csv_history(run_dir: Path) -> None:

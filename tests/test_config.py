@@ -104,7 +104,9 @@ def test_bad_override_fails_with_the_key(recipe_file, override, fragments):
 
 def test_a_wrong_type_in_a_base_file_names_that_file(tmp_path):
     base = write(tmp_path / "base.yaml", f"extends: {BASE}\ntrainer:\n  max_steps: lots\n")
-    leaf = write(tmp_path / "leaf.yaml", "extends: base.yaml\nmodel:\n  name: conv_tasnet\ndata:\n  root: /x\n")
+    leaf = write(
+        tmp_path / "leaf.yaml", "extends: base.yaml\nmodel:\n  name: conv_tasnet\ndata:\n  root: /x\n"
+    )
     with pytest.raises(ConfigError, match=rf"{base.name}.*trainer\.max_steps.*expected int"):
         load_recipe(leaf)
 
@@ -144,7 +146,9 @@ def test_missing_mandatory_value_is_named():
 def test_config_hash_ignores_where_it_runs_but_not_what_it_computes(recipe_file):
     path = recipe_file("data:\n  root: /nowhere\n")
     plain = load_recipe(path)
-    moved = load_recipe(path, ["trainer.devices=2", "trainer.strategy=ddp", "logger.name=csv", "run.root=elsewhere"])
+    moved = load_recipe(
+        path, ["trainer.devices=2", "trainer.strategy=ddp", "logger.name=csv", "run.root=elsewhere"]
+    )
     changed = load_recipe(path, ["optimizer.lr=0.01"])
     assert plain.config_hash() == moved.config_hash()
     assert plain.config_hash() != changed.config_hash()

@@ -136,7 +136,9 @@ def test_triangular_weight_power_sharpens():
     assert bool((sharp <= base).all()) and sharp.max().item() == 1.0
 
 
-@pytest.mark.parametrize(("length", "chunk", "overlap"), [(100, 30, 0.25), (100, 100, 0.5), (10, 30, 0.0), (97, 8, 0.9)])
+@pytest.mark.parametrize(
+    ("length", "chunk", "overlap"), [(100, 30, 0.25), (100, 100, 0.5), (10, 30, 0.0), (97, 8, 0.9)]
+)
 def test_plan_chunks_covers_everything(length, chunk, overlap):
     offsets = plan_chunks(length, chunk, overlap)
     covered = torch.zeros(length, dtype=torch.bool)
@@ -181,7 +183,13 @@ def test_overlap_add_averages_with_weights():
 
 @pytest.mark.parametrize(
     ("segment", "overlap", "power", "batch_size"),
-    [(0.37, 0.25, 1.0, 4), (0.2, 0.5, 2.0, 1), (0.5, 0.0, 1.0, 3), (0.11, 0.9, 4.0, 64), (20.0, 0.25, 1.0, 2)],
+    [
+        (0.37, 0.25, 1.0, 4),
+        (0.2, 0.5, 2.0, 1),
+        (0.5, 0.0, 1.0, 3),
+        (0.11, 0.9, 4.0, 64),
+        (20.0, 0.25, 1.0, 2),
+    ],
 )
 def test_chunked_output_equals_full_length_output(pointwise, mix, segment, overlap, power, batch_size):
     out = apply_model(

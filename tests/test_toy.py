@@ -100,8 +100,21 @@ def test_refuses_to_overwrite_and_replaces_with_force(tmp_path):
 
 
 def test_cli_writes_the_set_and_refuses_an_existing_folder(tmp_path):
-    command = [sys.executable, "-m", "sepzoo.cli.main", "toy-musdb", str(tmp_path / "toy"), "--tracks", "2",
-               "--test-tracks", "1", "--seconds", "0.5", "--seed", "3"]
+    command = [
+        sys.executable,
+        "-m",
+        "sepzoo.cli.main",
+        "toy-musdb",
+        str(tmp_path / "toy"),
+        "--tracks",
+        "2",
+        "--test-tracks",
+        "1",
+        "--seconds",
+        "0.5",
+        "--seed",
+        "3",
+    ]
     done = subprocess.run(command, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert len(list((tmp_path / "toy" / "train").iterdir())) == 2

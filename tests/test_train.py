@@ -96,13 +96,19 @@ def _final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
 def test_resume_continues_mid_epoch_exactly_as_an_uninterrupted_run(tiny_recipe, tmp_path, monkeypatch):
     import sepzoo.train as train_module
 
-    overrides = ["logger.name=csv", "train.checkpoint_every_n_steps=1", "train.ema_decay=0.9",
-                 "scheduler.name=cosine", "scheduler.total_steps=6"]
+    overrides = [
+        "logger.name=csv",
+        "train.checkpoint_every_n_steps=1",
+        "train.ema_decay=0.9",
+        "scheduler.name=cosine",
+        "scheduler.total_steps=6",
+    ]
     straight = train(tiny_recipe, [*overrides, f"run.root={tmp_path / 'straight'}"])
 
     build_callbacks = train_module.build_callbacks
-    monkeypatch.setattr(train_module, "build_callbacks",
-                        lambda *args: [*build_callbacks(*args), _StopAfter(3).callback])
+    monkeypatch.setattr(
+        train_module, "build_callbacks", lambda *args: [*build_callbacks(*args), _StopAfter(3).callback]
+    )
     resumed_overrides = [*overrides, f"run.root={tmp_path / 'resumed'}"]
     with pytest.raises(_SimulatedCrash):
         train(tiny_recipe, resumed_overrides)
@@ -125,7 +131,9 @@ def test_resume_continues_mid_epoch_exactly_as_an_uninterrupted_run(tiny_recipe,
     expected, actual = _final_weights(straight), _final_weights(run_dir)
     assert expected.keys() == actual.keys()
     for key in expected:
-        torch.testing.assert_close(actual[key], expected[key], rtol=1e-5, atol=1e-7, msg=lambda m, key=key: f"{key}: {m}")
+        torch.testing.assert_close(
+            actual[key], expected[key], rtol=1e-5, atol=1e-7, msg=lambda m, key=key: f"{key}: {m}"
+        )
 
 
 def test_export_uses_ema_weights_and_matches_the_checkpoint(tiny_recipe, tmp_path):
@@ -145,13 +153,27 @@ def test_export_uses_ema_weights_and_matches_the_checkpoint(tiny_recipe, tmp_pat
 
 
 def _run_cli(*args: str, cwd: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "sepzoo.cli.main", *args], capture_output=True, text=True,
-                          cwd=cwd, env={**os.environ, **(env or {})}, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "sepzoo.cli.main", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        timeout=600,
+    )
 
 
 def test_ddp_over_two_cpu_processes_scores_each_validation_track_once(tiny_recipe):
-    done = _run_cli("train", str(tiny_recipe), "trainer.strategy=ddp", "trainer.devices=2", "trainer.accelerator=cpu",
-                    "data.valid_count=3", "logger.name=csv", "trainer.max_steps=4")
+    done = _run_cli(
+        "train",
+        str(tiny_recipe),
+        "trainer.strategy=ddp",
+        "trainer.devices=2",
+        "trainer.accelerator=cpu",
+        "data.valid_count=3",
+        "logger.name=csv",
+        "trainer.max_steps=4",
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     run_dir = Path(done.stdout.split("run directory:")[1].split()[0])
     assert (run_dir / DONE_MARKER).is_file()
@@ -159,3 +181,32 @@ def test_ddp_over_two_cpu_processes_scores_each_validation_track_once(tiny_recip
     tracks = [float(row["valid/tracks"]) for row in metrics if row.get("valid/tracks")]
     assert tracks and all(count == 3 for count in tracks), "3 tracks over 2 ranks: each scored exactly once"
     assert safe_load(run_dir / "checkpoints" / "last.ckpt")["global_step"] == 4
+
+
+def test_fine_tuning_starts_from_a_model_file_and_refuses_another_model(tiny_recipe, tmp_path):
+    from sepzoo.checkpoint import save_model_file
+    from sepzoo.config import load_recipe
+    from sepzoo.errors import CheckpointError
+    from sepzoo.models import create_model
+    from sepzoo.train import build_components
+
+    recipe = load_recipe(tiny_recipe)
+    torch.manual_seed(7)
+    donor = create_model("conv_tasnet", **recipe.model.kwargs)
+    path = save_model_file(donor, tmp_path / "donor.sepzoo")
+    _, task = build_components(load_recipe(tiny_recipe, [f"train.init_from={path}"]))
+    for key, value in donor.state_dict().items():
+        torch.testing.assert_close(task.model.state_dict()[key], value, rtol=0, atol=0)
+    other = save_model_file(create_model("conv_tasnet", encoder_filters=8, encoder_kernel=4), tmp_path / "o.sepzoo")
+    with pytest.raises(CheckpointError, match="weights do not fit"):
+        build_components(load_recipe(tiny_recipe, [f"train.init_from={other}"]))
+
+
+def test_resuming_from_a_damaged_checkpoint_is_one_line(tiny_recipe):
+    run_dir = train(tiny_recipe, ["logger.name=csv", "trainer.max_steps=2"])
+    (run_dir / DONE_MARKER).unlink()
+    (run_dir / "checkpoints" / "last.ckpt").write_bytes(b"\x00" * 100)
+    for extra in (run_dir / "checkpoints").glob("best*.ckpt"):
+        extra.unlink()
+    with pytest.raises(SepzooError, match="last.ckpt: not a readable checkpoint"):
+        train(tiny_recipe, ["logger.name=csv", "trainer.max_steps=2"], resume=True)

@@ -32,7 +32,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"  checkpoints:     {run_dir / 'checkpoints'} (best.ckpt, last.ckpt)")
         wandb_dir = run_dir / "wandb"
         if wandb_dir.is_dir():
-            print(f"  W&B run:         {wandb_dir} (offline runs upload with `wandb sync {wandb_dir}/offline-run-*`)")
+            print(
+                f"  W&B run:         {wandb_dir} "
+                f"(offline runs upload with `wandb sync {wandb_dir}/offline-run-*`)"
+            )
     return 0
 
 
@@ -45,8 +48,17 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from sepzoo.evaluate import evaluate, format_table
 
     report = evaluate(
-        args.model, args.root, args.subset, args.out, max_tracks=args.tracks, shifts=args.shifts,
-        overlap=args.overlap, segment=args.segment, batch_size=args.batch_size, device=args.device, force=args.force,
+        args.model,
+        args.root,
+        args.subset,
+        args.out,
+        max_tracks=args.tracks,
+        shifts=args.shifts,
+        overlap=args.overlap,
+        segment=args.segment,
+        batch_size=args.batch_size,
+        device=args.device,
+        force=args.force,
     )
     print(format_table(report))
     return 0
@@ -61,8 +73,15 @@ def cmd_separate(args: argparse.Namespace) -> int:
     from sepzoo.separate import separate_files
 
     separate_files(
-        args.files, args.model, args.out, shifts=args.shifts, overlap=args.overlap, segment=args.segment,
-        batch_size=args.batch_size, device=args.device, force=args.force,
+        args.files,
+        args.model,
+        args.out,
+        shifts=args.shifts,
+        overlap=args.overlap,
+        segment=args.segment,
+        batch_size=args.batch_size,
+        device=args.device,
+        force=args.force,
     )
     return 0
 
@@ -97,7 +116,11 @@ def cmd_models(args: argparse.Namespace) -> int:
     header = ("name", "domain", "parameters (default settings)")
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(3)]
     for row in [header, tuple("-" * w for w in widths), *rows]:
-        print("  ".join(cell.ljust(w) if i < 2 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths))))
+        print(
+            "  ".join(
+                cell.ljust(w) if i < 2 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths))
+            )
+        )
     return 0
 
 
@@ -110,9 +133,16 @@ def cmd_toy_musdb(args: argparse.Namespace) -> int:
     from sepzoo.data.toy import generate_toy_musdb
 
     out = generate_toy_musdb(
-        args.out, tracks=args.tracks, test_tracks=args.test_tracks, seconds=args.seconds, seed=args.seed,
-        force=args.force, progress=True,
+        args.out,
+        tracks=args.tracks,
+        test_tracks=args.test_tracks,
+        seconds=args.seconds,
+        seed=args.seed,
+        force=args.force,
+        progress=True,
     )
-    print(f"wrote the toy data set (synthetic; a smoke test of the machinery) to {out}: "
-          f"{args.tracks} train and {args.test_tracks} test tracks of {args.seconds:g} s")
+    print(
+        f"wrote the toy data set (synthetic; a smoke test of the machinery) to {out}: "
+        f"{args.tracks} train and {args.test_tracks} test tracks of {args.seconds:g} s"
+    )
     return 0

@@ -17,21 +17,37 @@ EXIT_USER_ERROR = 2
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="train the model a recipe describes",
-                       description="Train a recipe. Overrides are key=value pairs, e.g. trainer.max_steps=100.")
+    p = sub.add_parser(
+        "train",
+        help="train the model a recipe describes",
+        description="Train a recipe. Overrides are key=value pairs, e.g. trainer.max_steps=100.",
+    )
     p.add_argument("recipe", help="recipe YAML file")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="recipe overrides")
-    p.add_argument("--resume", action="store_true", help="continue the unfinished run with the same config hash")
+    p.add_argument(
+        "--resume", action="store_true", help="continue the unfinished run with the same config hash"
+    )
     p.add_argument("--force", action="store_true", help="replace an existing run with the same config hash")
-    p.add_argument("--reuse", action="store_true", help="if this run already finished, say where it is and stop")
-    p.add_argument("--print-run-dir", action="store_true", help="print the run directory of this recipe and stop")
+    p.add_argument(
+        "--reuse", action="store_true", help="if this run already finished, say where it is and stop"
+    )
+    p.add_argument(
+        "--print-run-dir", action="store_true", help="print the run directory of this recipe and stop"
+    )
 
 
 def _add_eval(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="score a model on a data set (per-track, per-source nSDR)")
-    p.add_argument("-n", "--name", required=True, dest="model",
-                   help="model file, training checkpoint, run directory, or oracle name")
-    p.add_argument("--root", required=True, help="data set root (MUSDB18, MUSDB18-HQ, toy set or stem folders)")
+    p.add_argument(
+        "-n",
+        "--name",
+        required=True,
+        dest="model",
+        help="model file, training checkpoint, run directory, or oracle name",
+    )
+    p.add_argument(
+        "--root", required=True, help="data set root (MUSDB18, MUSDB18-HQ, toy set or stem folders)"
+    )
     p.add_argument("--subset", default="test", help="subset folder to score (default: test)")
     p.add_argument("-o", "--out", required=True, help="output folder for the per-track JSON and the table")
     p.add_argument("--tracks", type=int, default=None, help="score only the first N tracks")
@@ -43,8 +59,9 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
 def _add_separate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("separate", help="split audio files into stems")
     p.add_argument("files", nargs="+", help="audio files (wav, flac; mp3/m4a need ffmpeg)")
-    p.add_argument("-n", "--name", required=True, dest="model",
-                   help="model file, training checkpoint or run directory")
+    p.add_argument(
+        "-n", "--name", required=True, dest="model", help="model file, training checkpoint or run directory"
+    )
     p.add_argument("-o", "--out", required=True, help="output folder: OUT/<file stem>/<source>.wav")
     _add_engine_options(p)
     p.add_argument("-d", "--device", default="cpu", help="cpu or cuda (default: cpu)")
@@ -54,7 +71,9 @@ def _add_separate(sub: argparse._SubParsersAction) -> None:
 def _add_engine_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shifts", type=int, default=0, help="random test-time shifts (default: 0)")
     p.add_argument("--overlap", type=float, default=0.25, help="chunk overlap fraction (default: 0.25)")
-    p.add_argument("--segment", type=float, default=None, help="chunk length in seconds (default: the model's)")
+    p.add_argument(
+        "--segment", type=float, default=None, help="chunk length in seconds (default: the model's)"
+    )
     p.add_argument("-b", "--batch-size", type=int, default=4, help="chunks per forward pass (default: 4)")
 
 
@@ -81,7 +100,9 @@ def _add_toy(sub: argparse._SubParsersAction) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``sepzoo`` command."""
-    parser = argparse.ArgumentParser(prog="sepzoo", description="Music source separation experiments and model zoo.")
+    parser = argparse.ArgumentParser(
+        prog="sepzoo", description="Music source separation experiments and model zoo."
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in (_add_train, _add_eval, _add_separate, _add_export, _add_models, _add_toy):
         add(sub)
@@ -111,8 +132,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"sepzoo {args.command}: interrupted", file=sys.stderr)
         return 130
     except MemoryError:
-        print(f"sepzoo {args.command}: error: out of memory; try a smaller --segment or --batch-size",
-              file=sys.stderr)
+        print(
+            f"sepzoo {args.command}: error: out of memory; try a smaller --segment or --batch-size",
+            file=sys.stderr,
+        )
         return 1
 
 

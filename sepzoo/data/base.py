@@ -113,8 +113,10 @@ class SegmentDataset(Dataset):
         picks = rng.choice(len(self.tracks), size=count, p=self.track_weights)
         offsets = [self._random_offset(self.tracks[pick], rng) for pick in picks]
         if self.augment.remix:
-            parts = [self._read(self.tracks[pick], [source], offset) for pick, offset, source in
-                     zip(picks, offsets, self.sources)]
+            parts = [
+                self._read(self.tracks[pick], [source], offset)
+                for pick, offset, source in zip(picks, offsets, self.sources)
+            ]
             window = torch.cat(parts)
         else:
             window = self._read(self.tracks[picks[0]], self.sources, offsets[0])

@@ -154,8 +154,9 @@ def _place(track: np.ndarray, sound: np.ndarray, start: int) -> None:
     track[..., start : start + count] += sound[..., :count]
 
 
-def _filtered_noise(rng: np.random.Generator, length: int, band: tuple[float, float | None],
-                    sample_rate: int) -> np.ndarray:
+def _filtered_noise(
+    rng: np.random.Generator, length: int, band: tuple[float, float | None], sample_rate: int
+) -> np.ndarray:
     low, high = band
     noise = rng.standard_normal(length)
     if high is None:
@@ -165,7 +166,9 @@ def _filtered_noise(rng: np.random.Generator, length: int, band: tuple[float, fl
     return signal.sosfilt(sos, noise)
 
 
-def _harmonic_tone(f0: np.ndarray, amplitudes: np.ndarray, sample_rate: int, phase: float = 0.0) -> np.ndarray:
+def _harmonic_tone(
+    f0: np.ndarray, amplitudes: np.ndarray, sample_rate: int, phase: float = 0.0
+) -> np.ndarray:
     """Sum of harmonics of a (possibly time-varying) fundamental, band-limited below 18 kHz.
 
     Args:
@@ -198,8 +201,9 @@ def synth_drums(plan: TrackPlan, length: int, rng: np.random.Generator, sample_r
     sweep = bottom + (top - bottom) * np.exp(-t / 0.03)
     kick = np.sin(2 * np.pi * np.cumsum(sweep) / sample_rate) * _decay(kick_length, 0.18, sample_rate)
     snare_tone = np.sin(2 * np.pi * rng.uniform(170, 230) * np.arange(snare_length) / sample_rate)
-    snare = (0.8 * _filtered_noise(rng, snare_length, (1200, 7000), sample_rate) * 4
-             + 0.5 * snare_tone) * _decay(snare_length, 0.07, sample_rate)
+    snare = (
+        0.8 * _filtered_noise(rng, snare_length, (1200, 7000), sample_rate) * 4 + 0.5 * snare_tone
+    ) * _decay(snare_length, 0.07, sample_rate)
     hat_noise = _filtered_noise(rng, hat_length, (7000, None), sample_rate)
     closed_hat = hat_noise * _decay(hat_length, 0.015, sample_rate) * 2
     open_hat = hat_noise * _decay(hat_length, 0.05, sample_rate) * 1.5
@@ -261,8 +265,9 @@ def synth_bass(plan: TrackPlan, length: int, rng: np.random.Generator, sample_ra
             duration = int(steps * step * 0.95)
             f0 = np.full(duration, float(midi_to_hz(note)))
             tone = _harmonic_tone(f0, harmonics, sample_rate)
-            envelope = _attack_release(duration, 0.004, 0.02, sample_rate) * (0.35 + 0.65 * _decay(
-                duration, 0.25, sample_rate))
+            envelope = _attack_release(duration, 0.004, 0.02, sample_rate) * (
+                0.35 + 0.65 * _decay(duration, 0.25, sample_rate)
+            )
             _place(out, tone * envelope, int(round((bar * 16 + position) * step)))
     return out
 
@@ -298,8 +303,12 @@ def synth_other(plan: TrackPlan, length: int, rng: np.random.Generator, sample_r
             note = arpeggio[index % len(arpeggio)] + 12
             duration = int(arp_every * step)
             tone = _harmonic_tone(np.full(duration, float(midi_to_hz(note))), arp_harmonics, sample_rate)
-            envelope = _attack_release(duration, 0.002, 0.01, sample_rate) * _decay(duration, 0.12, sample_rate)
-            _place_panned(left, right, tone * envelope * 0.6, int(round((bar * 16 + position) * step)), arp_pan)
+            envelope = _attack_release(duration, 0.002, 0.01, sample_rate) * _decay(
+                duration, 0.12, sample_rate
+            )
+            _place_panned(
+                left, right, tone * envelope * 0.6, int(round((bar * 16 + position) * step)), arp_pan
+            )
     return np.stack([left, right])
 
 
@@ -336,8 +345,11 @@ def synth_vocals(plan: TrackPlan, length: int, rng: np.random.Generator, sample_
             if rng.random() < 0.5:
                 burst = int(rng.uniform(0.03, 0.08) * sample_rate)
                 noise = _filtered_noise(rng, burst, (3500, None), sample_rate)
-                _place(consonants, noise * _attack_release(burst, 0.005, 0.02, sample_rate) * 0.3,
-                       max(0, start - burst // 2))
+                _place(
+                    consonants,
+                    noise * _attack_release(burst, 0.005, 0.02, sample_rate) * 0.3,
+                    max(0, start - burst // 2),
+                )
             position += duration
         position += float(rng.uniform(1.0, 4.0)) * beat  # a rest between phrases
 
@@ -398,8 +410,9 @@ def _formant_envelope(frequency: np.ndarray, formants: np.ndarray) -> np.ndarray
     return gain
 
 
-def synthesize_track(seconds: float, rng: np.random.Generator, sample_rate: int = SAMPLE_RATE
-                     ) -> dict[str, np.ndarray]:
+def synthesize_track(
+    seconds: float, rng: np.random.Generator, sample_rate: int = SAMPLE_RATE
+) -> dict[str, np.ndarray]:
     """The four stems of one toy track as int16 ``[T, 2]`` arrays (soundfile's layout).
 
     Args:
@@ -520,7 +533,8 @@ def _write_marker(folder: Path, tracks: int, test_tracks: int, seconds: float, s
     (folder / MARKER_FILE).write_text(
         "Synthetic data set written by `sepzoo toy-musdb` "
         f"(--tracks {tracks} --test-tracks {test_tracks} --seconds {seconds:g} --seed {seed}).\n"
-        "MUSDB18-HQ layout: {train,test}/<track>/{mixture,drums,bass,other,vocals}.wav, stereo 44.1 kHz 16-bit.\n"
+        "MUSDB18-HQ layout: {train,test}/<track>/{mixture,drums,bass,other,vocals}.wav, "
+        "stereo 44.1 kHz 16-bit.\n"
         "Results on it are a smoke test of the machinery, not evidence about any model.\n"
     )
 
