@@ -122,7 +122,7 @@ def evaluate(
         _write_json(results_dir / f"{_safe_name(track.name)}.json", record)
     summary = _summarise(per_track, list(model.sources), model_spec, root, subset)
     _write_json(out / "summary.json", summary)
-    (out / "table.txt").write_text(format_table(summary) + "\n")
+    (out / "table.txt").write_text(format_track_table(summary) + "\n\n" + format_table(summary) + "\n")
     return summary
 
 
@@ -157,8 +157,25 @@ def _summarise(
     }
 
 
+def format_track_table(summary: dict[str, Any]) -> str:
+    """A per-track, per-source table of the model's nSDR, with the mixture's in parentheses.
+
+    Args:
+        summary: What :func:`evaluate` returned.
+    """
+    sources = list(summary["nSDR"])
+    records = list(summary["per_track"].values())
+    width = max([len("track"), *(len(r["track"]) for r in records)])
+    lines = ["nSDR (dB) per track: model (mixture)"]
+    lines.append(f"{'track':<{width}}" + "".join(f" {source:>16}" for source in sources))
+    for record in records:
+        cells = "".join(f" {record['nSDR'][s]:7.2f} ({record['mixture_nSDR'][s]:6.2f})" for s in sources)
+        lines.append(f"{record['track']:<{width}}{cells}")
+    return "\n".join(lines)
+
+
 def format_table(summary: dict[str, Any]) -> str:
-    """A per-source table of the model's nSDR beside the unprocessed mixture's.
+    """A per-source table of the model's mean nSDR beside the unprocessed mixture's.
 
     Args:
         summary: What :func:`evaluate` returned.

@@ -295,6 +295,10 @@ def _check_writable(run_dir: Path) -> None:
 def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     warnings.filterwarnings("ignore", message=".*Checkpoint directory.*exists and is not empty.*")
+    # sepzoo resumes mid-epoch itself (the sampler skips the samples the checkpoint counted), and
+    # keeps an interrupted run's CSV metrics before Lightning's CSV logger starts its file anew.
+    warnings.filterwarnings("ignore", message=".*resuming from a checkpoint that ended before the epoch.*")
+    warnings.filterwarnings("ignore", message=".*Experiment logs directory .* exists and is not empty.*")
     logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
 
 

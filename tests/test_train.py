@@ -21,6 +21,11 @@ from sepzoo.train import train
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as stream:
+        return list(csv.DictReader(stream))
+
+
 def test_fit_writes_checkpoints_config_and_an_offline_wandb_run_with_media(tiny_recipe):
     run_dir = train(tiny_recipe)
     assert (run_dir / DONE_MARKER).is_file()
@@ -122,8 +127,8 @@ def test_resume_continues_mid_epoch_exactly_as_an_uninterrupted_run(tiny_recipe,
     assert (run_dir / DONE_MARKER).is_file()
 
     # The crash came after step 3's update but before its checkpoint: the run resumes at step 2.
-    before = list(csv.DictReader((run_dir / "logs" / "metrics.before-resume-1.csv").open()))
-    after = list(csv.DictReader((run_dir / "logs" / "metrics.csv").open()))
+    before = read_csv(run_dir / "logs" / "metrics.before-resume-1.csv")
+    after = read_csv(run_dir / "logs" / "metrics.csv")
     resumed_at = min(int(row["step"]) for row in after if row.get("train/loss"))
     steps = [int(row["step"]) for row in before if row.get("train/loss") and int(row["step"]) < resumed_at]
     steps += [int(row["step"]) for row in after if row.get("train/loss")]
@@ -177,7 +182,7 @@ def test_ddp_over_two_cpu_processes_scores_each_validation_track_once(tiny_recip
     assert done.returncode == 0, done.stderr[-3000:]
     run_dir = Path(done.stdout.split("run directory:")[1].split()[0])
     assert (run_dir / DONE_MARKER).is_file()
-    metrics = list(csv.DictReader((run_dir / "logs" / "metrics.csv").open()))
+    metrics = read_csv(run_dir / "logs" / "metrics.csv")
     tracks = [float(row["valid/tracks"]) for row in metrics if row.get("valid/tracks")]
     assert tracks and all(count == 3 for count in tracks), "3 tracks over 2 ranks: each scored exactly once"
     assert safe_load(run_dir / "checkpoints" / "last.ckpt")["global_step"] == 4
@@ -197,7 +202,9 @@ def test_fine_tuning_starts_from_a_model_file_and_refuses_another_model(tiny_rec
     _, task = build_components(load_recipe(tiny_recipe, [f"train.init_from={path}"]))
     for key, value in donor.state_dict().items():
         torch.testing.assert_close(task.model.state_dict()[key], value, rtol=0, atol=0)
-    other = save_model_file(create_model("conv_tasnet", encoder_filters=8, encoder_kernel=4), tmp_path / "o.sepzoo")
+    other = save_model_file(
+        create_model("conv_tasnet", encoder_filters=8, encoder_kernel=4), tmp_path / "o.sepzoo"
+    )
     with pytest.raises(CheckpointError, match="weights do not fit"):
         build_components(load_recipe(tiny_recipe, [f"train.init_from={other}"]))
 
@@ -210,3 +217,21 @@ def test_resuming_from_a_damaged_checkpoint_is_one_line(tiny_recipe):
         extra.unlink()
     with pytest.raises(SepzooError, match="last.ckpt: not a readable checkpoint"):
         train(tiny_recipe, ["logger.name=csv", "trainer.max_steps=2"], resume=True)
+
+
+@pytest.mark.parametrize("kind", ["csv", "tensorboard"])
+def test_csv_and_tensorboard_loggers_keep_metrics_and_examples(tiny_recipe, kind):
+    run_dir = train(tiny_recipe, [f"logger.name={kind}", "trainer.max_steps=4"])
+    logs = run_dir / "logs"
+    if kind == "csv":
+        rows = read_csv(logs / "metrics.csv")
+        assert any(row.get("valid/nSDR_vocals") for row in rows)
+        assert len(list((logs / "media").rglob("*.wav"))) == 3 * 4
+        assert len(list((logs / "media").rglob("*.png"))) == 4
+    else:
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+        events = EventAccumulator(str(logs), size_guidance={"audio": 0, "images": 0}).Reload()
+        assert "valid/nSDR_vocals" in events.Tags()["scalars"]
+        assert len(events.Tags()["audio"]) == 3 * 4
+        assert len(events.Tags()["images"]) == 4

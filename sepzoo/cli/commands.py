@@ -45,7 +45,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     Args:
         args: Parsed arguments.
     """
-    from sepzoo.evaluate import evaluate, format_table
+    from sepzoo.evaluate import evaluate, format_table, format_track_table
 
     report = evaluate(
         args.model,
@@ -60,6 +60,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         device=args.device,
         force=args.force,
     )
+    print(format_track_table(report))
+    print()
     print(format_table(report))
     return 0
 
