@@ -15,7 +15,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.mark.slow
 def test_the_toy_conv_tasnet_recipe_beats_the_mixture_on_every_source(tmp_path):
-    """What the README's main command shows, checked: about 8 minutes on 2 CPU cores."""
+    """What the README's main command shows, checked: about 7 minutes on 2 CPU cores."""
     root = generate_toy_musdb(tmp_path / "toy-musdb", tracks=12, test_tracks=4, seconds=12, seed=0)
     run_dir = train(
         REPO_ROOT / "recipes/toy/conv_tasnet.yaml",
