@@ -1,16 +1,23 @@
 #!/usr/bin/env bash
 # Installs everything sepzoo needs on a fresh Debian/Ubuntu machine: ffmpeg (the `musdb`
-# package refuses to import without ffmpeg and ffprobe), a virtual environment, and sepzoo
-# with its test extras. Safe to run again: it only installs what is missing.
+# package refuses to import without ffmpeg and ffprobe), SoundTouch's soundstretch (the
+# pitch/tempo augmentation), a virtual environment, and sepzoo with its test extras. Safe to run
+# again: it only installs what is missing.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-if ! command -v ffmpeg >/dev/null 2>&1 || ! command -v ffprobe >/dev/null 2>&1; then
-    echo "setup: installing ffmpeg" >&2
+missing=()
+for tool in ffmpeg:ffmpeg ffprobe:ffmpeg soundstretch:soundstretch; do
+    if ! command -v "${tool%%:*}" >/dev/null 2>&1; then missing+=("${tool##*:}"); fi
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    packages=$(printf '%s\n' "${missing[@]}" | sort -u | tr '\n' ' ')
+    echo "setup: installing $packages" >&2
     SUDO=""
     if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
     $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq ffmpeg >/dev/null
+    # shellcheck disable=SC2086
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $packages >/dev/null
 fi
 
 VENV="${SEPZOO_VENV:-.venv}"

@@ -9,7 +9,7 @@ Nothing here asks what kind of model it holds.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ import lightning as L
 import torch
 from torch import Tensor
 
+from sepzoo.config import InferenceOptions
 from sepzoo.inference import apply_model
 from sepzoo.losses import SeparationLoss
 from sepzoo.metrics import NSDR
@@ -24,27 +25,6 @@ from sepzoo.models.base import Separator
 
 TRAIN_FORMAT = "sepzoo.train"
 TRAIN_FORMAT_VERSION = 1
-
-
-@dataclass
-class EngineSettings:
-    """How validation runs tracks through the inference engine.
-
-    Args:
-        segment: Chunk length in seconds; ``None`` uses the model's preferred segment.
-        overlap: Fraction of overlap between chunks.
-        shifts: Number of random test-time shifts (0 = none).
-        transition_power: Exponent of the triangular cross-fade.
-        batch_size: Chunks per forward pass.
-        normalize: Normalise the input by whole-track statistics.
-    """
-
-    segment: float | None = None
-    overlap: float = 0.25
-    shifts: int = 0
-    transition_power: float = 1.0
-    batch_size: int = 4
-    normalize: bool = False
 
 
 class WeightAverage:
@@ -120,7 +100,7 @@ class SeparationTask(L.LightningModule):
         loss: SeparationLoss,
         optimizer: Callable[[Any], torch.optim.Optimizer],
         scheduler: Callable[[torch.optim.Optimizer], dict | None] | None = None,
-        engine: EngineSettings | None = None,
+        engine: InferenceOptions | None = None,
         ema_decay: float | None = None,
         audio_examples: int = 2,
         model_name: str | None = None,
@@ -131,7 +111,7 @@ class SeparationTask(L.LightningModule):
         self.loss = loss
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
-        self.engine = engine or EngineSettings()
+        self.engine = engine or InferenceOptions()
         self.ema = WeightAverage(model, ema_decay) if ema_decay else None
         self.audio_examples = audio_examples
         self.model_name = model_name or model.registry_name

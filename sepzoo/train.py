@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import inspect
 import logging
 import os
 import warnings
@@ -57,7 +56,7 @@ def build_components(recipe: Recipe) -> tuple[Any, Any]:
     from sepzoo.data import DATASETS
     from sepzoo.losses import build_loss
     from sepzoo.models import create_model
-    from sepzoo.task import EngineSettings, SeparationTask
+    from sepzoo.task import SeparationTask
 
     model = create_model(recipe.model.name, **recipe.model.kwargs)
     if recipe.train.init_from is not None:
@@ -69,14 +68,12 @@ def build_components(recipe: Recipe) -> tuple[Any, Any]:
             f"{recipe.path}: data.sources {data_sources} differ from model.sources {list(model.sources)}"
         )
     loss = build_loss(recipe.loss.name, list(model.sources), **recipe.loss.kwargs)
-    engine_fields = set(inspect.signature(EngineSettings).parameters)
-    engine = EngineSettings(**{k: v for k, v in vars(recipe.inference).items() if k in engine_fields})
     task = SeparationTask(
         model=model,
         loss=loss,
         optimizer=functools.partial(build_optimizer, recipe.optimizer),
         scheduler=functools.partial(build_scheduler, recipe.scheduler),
-        engine=engine,
+        engine=recipe.inference,
         ema_decay=recipe.train.ema_decay,
         audio_examples=recipe.train.audio_examples,
         model_name=recipe.model.name,

@@ -234,3 +234,13 @@ def test_models_lists_name_domain_and_parameters(capsys):
     assert code == 0
     row = next(line for line in out.splitlines() if line.startswith("conv_tasnet"))
     assert "waveform" in row and f"{create_model('conv_tasnet').num_parameters():,}" in row
+
+
+def test_separate_reads_mp3_through_ffmpeg(capsys, tmp_path, model_file):
+    source = write_wav(tmp_path / "source.wav", noise(0.5))
+    mp3 = tmp_path / "song.mp3"
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(source), str(mp3)], check=True)
+    code, out, err = run(capsys, "separate", str(mp3), "-n", str(model_file), "-o", str(tmp_path / "out"))
+    assert code == 0, err
+    stem, rate = sf.read(tmp_path / "out" / "song" / "vocals.wav", always_2d=True)
+    assert rate == 44100 and stem.shape[1] == 2 and abs(stem.shape[0] - 22050) < 2000

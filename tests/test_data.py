@@ -12,7 +12,14 @@ import soundfile as sf
 import torch
 from scipy.signal import correlate
 
-from sepzoo.data.augment import AugmentConfig, flip_sign, random_shift, scale_gain, swap_channels
+from sepzoo.data.augment import (
+    AugmentConfig,
+    change_pitch_tempo,
+    flip_sign,
+    random_shift,
+    scale_gain,
+    swap_channels,
+)
 from sepzoo.data.folder import StemFolderDataModule
 from sepzoo.data.musdb import MusdbDataModule
 from sepzoo.data.samplers import PADDING_INDEX, EpochSampler, ShardedEvalSampler
@@ -297,3 +304,21 @@ def test_eval_sampler_scores_each_item_once_and_pads_evenly():
     assert {len(s) for s in shards} == {2}
     real = [i for s in shards for i in s if i != PADDING_INDEX]
     assert sorted(real) == [0, 1, 2, 3, 4]
+
+
+def test_pitch_and_tempo_change_with_soundstretch():
+    rate = 44100
+    time = np.arange(rate) / rate
+    tone = torch.from_numpy(0.3 * np.sin(2 * np.pi * 440 * time)).float()
+    stems = torch.stack([tone.expand(2, -1), 0.5 * tone.expand(2, -1)])  # S=2, C=2, T
+    higher = change_pitch_tempo(stems, pitch=2, tempo=0.0, sample_rate=rate)
+    spectrum = np.abs(np.fft.rfft(higher[0, 0].numpy()))
+    peak = np.fft.rfftfreq(higher.shape[-1], 1 / rate)[int(np.argmax(spectrum))]
+    assert abs(peak - 440 * 2 ** (2 / 12)) < 5
+    faster = change_pitch_tempo(stems, pitch=0, tempo=10.0, sample_rate=rate)
+    assert faster.shape[:2] == (2, 2) and abs(faster.shape[-1] - rate / 1.1) < 0.02 * rate
+
+
+def test_pitch_tempo_augmentation_keeps_the_segment_length(toy_root):
+    module = musdb_module(toy_root, pitch_tempo=True, pitch_tempo_probability=1.0)
+    assert first_batch(module).shape == (2, 4, 2, 22050)

@@ -191,27 +191,46 @@ class WholeTrackDataset(Dataset):
 
 
 class StemDataModule(L.LightningDataModule):
-    """Shared logic of the multi-stem data modules; subclasses list the tracks.
+    """Shared logic and options of the multi-stem data modules; subclasses list the tracks.
 
-    Subclasses implement :meth:`list_tracks` and :meth:`list_test_tracks`, and may override
-    :meth:`prepare_data` for one-time work such as decoding.
+    Subclasses implement :meth:`list_tracks` and :meth:`list_test_tracks`, may override
+    :meth:`prepare_data` for one-time work such as decoding, and pass the options below on with
+    ``**options``: every registered data set then takes them as recipe keys (``data.segment``,
+    ``data.shift``, ...), checked against this signature.
 
     Args:
         sources: Source names, in output order.
-        sample_rate: Rate of the audio handed to the model; tracks at other rates are resampled.
-        audio_channels: Channel count handed to the model; mono files are up-mixed.
-        segment: Training segment length in seconds.
-        batch_size: Training batch size per process.
-        num_workers: Data loader worker processes (kept alive across epochs when > 0).
-        samples_per_epoch: Training segments in one epoch, over all processes.
-        seed: Seed of the segment draws, augmentations and epoch order.
-        augment: The training augmentations.
-        valid: How validation tracks are chosen: ``"auto"``, ``"official"``, ``"train-tail"``,
-            ``"test"`` or ``"none"``.
-        valid_count: Number of tracks ``"train-tail"`` takes.
-        valid_tracks: Explicit validation track names, overriding ``valid``; ``None`` to use
-            ``valid``.
-        valid_max_seconds: Crop validation tracks to this many seconds; ``None`` keeps them whole.
+        sample_rate: Rate of the audio handed to the model in Hz; tracks at other rates are
+            resampled. (Default: ``44100``)
+        audio_channels: Channels handed to the model (1 or 2); mono files are up-mixed.
+            (Default: ``2``)
+        segment: Training segment length in seconds. (Default: ``10.0``)
+        batch_size: Training batch size per process. (Default: ``16``)
+        num_workers: Data loader worker processes, kept alive across epochs. (Default: ``4``)
+        samples_per_epoch: Training segments per epoch, over all processes. (Default: ``8000``)
+        seed: Seed of segment draws, augmentations and epoch order. (Default: ``42``)
+        shift: Largest random time shift per source in seconds; ``0`` disables it.
+            (Default: ``1.0``)
+        channel_swap: Randomly swap left/right per source. (Default: ``True``)
+        sign_flip: Randomly negate each source. (Default: ``True``)
+        scale: ``[low, high]`` range of a random gain per source; ``None`` disables it.
+            (Default: ``[0.25, 1.25]``)
+        remix: Draw each source from its own random track. (Default: ``True``)
+        pitch_tempo: Random pitch/tempo changes with ``soundstretch`` (must be on the PATH).
+            (Default: ``False``)
+        pitch_tempo_probability: Probability of a pitch/tempo change per segment.
+            (Default: ``0.2``)
+        max_pitch: Largest pitch change in semitones. (Default: ``2``)
+        max_tempo: Largest tempo change in percent. (Default: ``12.0``)
+        valid: How validation tracks are chosen: ``"auto"`` (the data set's own validation
+            split when it has one, else ``"train-tail"``), ``"official"`` (that split),
+            ``"train-tail"`` (the last ``valid_count`` training tracks by name), ``"test"`` (the
+            test tracks) or ``"none"``. (Default: ``"auto"``)
+        valid_count: Number of tracks ``"train-tail"`` takes. (Default: ``1``)
+        valid_tracks: Explicit validation track names, taken out of training; needs
+            ``valid="auto"``. (Default: ``None``)
+        valid_max_seconds: Crop validation tracks to this many seconds; ``None`` keeps them
+            whole. (Default: ``None``)
         pin_memory: Pin training batches in page-locked memory. (Default: ``False``)
     """
 
@@ -221,20 +240,39 @@ class StemDataModule(L.LightningDataModule):
         self,
         *,
         sources: list[str],
-        sample_rate: int,
-        audio_channels: int,
-        segment: float,
-        batch_size: int,
-        num_workers: int,
-        samples_per_epoch: int,
-        seed: int,
-        augment: AugmentConfig,
-        valid: str,
-        valid_count: int,
-        valid_tracks: list[str] | None,
-        valid_max_seconds: float | None,
+        sample_rate: int = 44100,
+        audio_channels: int = 2,
+        segment: float = 10.0,
+        batch_size: int = 16,
+        num_workers: int = 4,
+        samples_per_epoch: int = 8000,
+        seed: int = 42,
+        shift: float = 1.0,
+        channel_swap: bool = True,
+        sign_flip: bool = True,
+        scale: list[float] | None = [0.25, 1.25],  # noqa: B006 - never mutated
+        remix: bool = True,
+        pitch_tempo: bool = False,
+        pitch_tempo_probability: float = 0.2,
+        max_pitch: int = 2,
+        max_tempo: float = 12.0,
+        valid: str = "auto",
+        valid_count: int = 1,
+        valid_tracks: list[str] | None = None,
+        valid_max_seconds: float | None = None,
         pin_memory: bool = False,
     ) -> None:
+        augment = AugmentConfig(
+            shift=shift,
+            channel_swap=channel_swap,
+            sign_flip=sign_flip,
+            scale=None if scale is None else tuple(scale),
+            remix=remix,
+            pitch_tempo=pitch_tempo,
+            pitch_tempo_probability=pitch_tempo_probability,
+            max_pitch=max_pitch,
+            max_tempo=max_tempo,
+        )
         super().__init__()
         sources = list(sources)
         if not sources:

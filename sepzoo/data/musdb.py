@@ -20,7 +20,6 @@ import soundfile as sf
 
 from sepzoo import DEFAULT_SOURCES
 from sepzoo.data import register_dataset
-from sepzoo.data.augment import AugmentConfig
 from sepzoo.data.base import StemDataModule
 from sepzoo.data.tracks import Track, make_track
 from sepzoo.errors import ConfigError, DataError, suggestion
@@ -41,38 +40,13 @@ class MusdbDataModule(StemDataModule):
             outputs them; ``None`` takes all four in that order. (Default: ``None``)
         is_wav: ``True`` for MUSDB18-HQ, ``False`` for MUSDB18; ``None`` tells them apart by
             the files in ``root``. (Default: ``None``)
-        sample_rate: Rate of the audio handed to the model in Hz. (Default: ``44100``)
-        audio_channels: Channels handed to the model (1 or 2). (Default: ``2``)
-        segment: Training segment length in seconds. (Default: ``10.0``)
-        batch_size: Training batch size per process. (Default: ``16``)
-        num_workers: Data loader worker processes. (Default: ``4``)
-        samples_per_epoch: Training segments per epoch, over all processes. (Default: ``8000``)
-        seed: Seed of segment draws, augmentations and epoch order. (Default: ``42``)
-        shift: Largest random time shift per source in seconds; ``0`` disables it.
-            (Default: ``1.0``)
-        channel_swap: Randomly swap left/right per source. (Default: ``True``)
-        sign_flip: Randomly negate each source. (Default: ``True``)
-        scale: ``[low, high]`` range of a random gain per source; ``None`` disables it.
-            (Default: ``[0.25, 1.25]``)
-        remix: Draw each source from its own random track. (Default: ``True``)
-        pitch_tempo: Random pitch/tempo changes with ``soundstretch`` (must be on the PATH).
-            (Default: ``False``)
-        pitch_tempo_probability: Probability of a pitch/tempo change per segment.
-            (Default: ``0.2``)
-        max_pitch: Largest pitch change in semitones. (Default: ``2``)
-        max_tempo: Largest tempo change in percent. (Default: ``12.0``)
-        valid: Validation tracks: ``"auto"`` (the official MUSDB18 validation tracks when
-            present, else ``"train-tail"``), ``"official"``, ``"train-tail"`` (the last
-            ``valid_count`` training tracks by name), ``"test"`` (the test subset) or
-            ``"none"``. (Default: ``"auto"``)
-        valid_count: Number of tracks ``"train-tail"`` takes. (Default: ``1``)
-        valid_tracks: Explicit validation track names from the training subset, taken out of
-            training. (Default: ``None``)
-        valid_max_seconds: Crop validation tracks to this many seconds. (Default: ``None``)
         cache_dir: Where MUSDB18 tracks are decoded to WAV; ``None`` uses
             ``<root>/.sepzoo-wav-cache``, or a folder in the user's cache when ``root`` is not
             writable. Unused for MUSDB18-HQ. (Default: ``None``)
         subset_test: The subset evaluated as the test set. (Default: ``"test"``)
+        **options: The options every data set shares (segment, batch size, augmentations,
+            validation choice, where ``valid="auto"`` takes the official MUSDB18 validation
+            tracks when present): see :class:`~sepzoo.data.base.StemDataModule`.
     """
 
     def __init__(
@@ -80,28 +54,9 @@ class MusdbDataModule(StemDataModule):
         root: str,
         sources: list[str] | None = None,
         is_wav: bool | None = None,
-        sample_rate: int = 44100,
-        audio_channels: int = 2,
-        segment: float = 10.0,
-        batch_size: int = 16,
-        num_workers: int = 4,
-        samples_per_epoch: int = 8000,
-        seed: int = 42,
-        shift: float = 1.0,
-        channel_swap: bool = True,
-        sign_flip: bool = True,
-        scale: list[float] | None = [0.25, 1.25],  # noqa: B006 - never mutated
-        remix: bool = True,
-        pitch_tempo: bool = False,
-        pitch_tempo_probability: float = 0.2,
-        max_pitch: int = 2,
-        max_tempo: float = 12.0,
-        valid: str = "auto",
-        valid_count: int = 1,
-        valid_tracks: list[str] | None = None,
-        valid_max_seconds: float | None = None,
         cache_dir: str | None = None,
         subset_test: str = "test",
+        **options: Any,
     ) -> None:
         sources = list(MUSDB_SOURCES) if sources is None else list(sources)
         for source in sources:
@@ -112,32 +67,7 @@ class MusdbDataModule(StemDataModule):
                 )
         if subset_test not in SUBSETS:
             raise ConfigError(f"data.subset_test must be one of {', '.join(SUBSETS)}, got {subset_test!r}")
-        augment = AugmentConfig(
-            shift=shift,
-            channel_swap=channel_swap,
-            sign_flip=sign_flip,
-            scale=None if scale is None else tuple(scale),
-            remix=remix,
-            pitch_tempo=pitch_tempo,
-            pitch_tempo_probability=pitch_tempo_probability,
-            max_pitch=max_pitch,
-            max_tempo=max_tempo,
-        )
-        super().__init__(
-            sources=sources,
-            sample_rate=sample_rate,
-            audio_channels=audio_channels,
-            segment=segment,
-            batch_size=batch_size,
-            num_workers=num_workers,
-            samples_per_epoch=samples_per_epoch,
-            seed=seed,
-            augment=augment,
-            valid=valid,
-            valid_count=valid_count,
-            valid_tracks=valid_tracks,
-            valid_max_seconds=valid_max_seconds,
-        )
+        super().__init__(sources=sources, **options)
         self.root = Path(root).expanduser()
         self.is_wav = is_wav
         self.cache_dir = None if cache_dir is None else Path(cache_dir).expanduser()

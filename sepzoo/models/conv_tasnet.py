@@ -23,7 +23,33 @@ from sepzoo.models.base import Separator
 INPUT_NORMS: tuple[str, ...] = ("channel", "global")
 
 
-class GlobalLayerNorm(nn.Module):
+class _LayerNorm(nn.Module):
+    """Layer normalization over ``reduce_dims`` of ``[batch, channels, time]`` features, with a
+    gain and bias per channel."""
+
+    reduce_dims: tuple[int, ...] = (1, 2)
+
+    def __init__(self, channels: int, eps: float = 1e-8) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Normalize ``x`` (``[batch, channels, time]``).
+
+        Args:
+            x: Features, ``[batch, channels, time]``.
+        """
+        if x.dim() != 3:
+            raise ValueError(f"expected [batch, channels, time], got {list(x.shape)}")
+        mean = x.mean(dim=self.reduce_dims, keepdim=True)
+        variance = (x - mean).pow(2).mean(dim=self.reduce_dims, keepdim=True)
+        normalized = (x - mean) / torch.sqrt(variance + self.eps)
+        return normalized * self.weight[:, None] + self.bias[:, None]
+
+
+class GlobalLayerNorm(_LayerNorm):
     """Global layer normalization (gLN): one mean and variance per item over channels and time.
 
     Equivalent to ``nn.GroupNorm(1, channels)``; the per-channel gain and bias have the same
@@ -34,27 +60,10 @@ class GlobalLayerNorm(nn.Module):
         eps: Added to the variance before the square root. (Default: ``1e-8``)
     """
 
-    def __init__(self, channels: int, eps: float = 1e-8) -> None:
-        super().__init__()
-        self.eps = eps
-        self.weight = nn.Parameter(torch.ones(channels))
-        self.bias = nn.Parameter(torch.zeros(channels))
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Normalize ``x`` (``[batch, channels, time]``).
-
-        Args:
-            x: Features, ``[batch, channels, time]``.
-        """
-        if x.dim() != 3:
-            raise ValueError(f"expected [batch, channels, time], got {list(x.shape)}")
-        mean = x.mean(dim=(1, 2), keepdim=True)  # B, 1, 1
-        variance = (x - mean).pow(2).mean(dim=(1, 2), keepdim=True)  # B, 1, 1
-        normalized = (x - mean) / torch.sqrt(variance + self.eps)
-        return normalized * self.weight[:, None] + self.bias[:, None]
+    reduce_dims = (1, 2)  # B, 1, 1 statistics
 
 
-class ChannelwiseLayerNorm(nn.Module):
+class ChannelwiseLayerNorm(_LayerNorm):
     """Channel-wise layer normalization (cLN): a mean and variance per item and time step.
 
     Args:
@@ -62,24 +71,7 @@ class ChannelwiseLayerNorm(nn.Module):
         eps: Added to the variance before the square root. (Default: ``1e-8``)
     """
 
-    def __init__(self, channels: int, eps: float = 1e-8) -> None:
-        super().__init__()
-        self.eps = eps
-        self.weight = nn.Parameter(torch.ones(channels))
-        self.bias = nn.Parameter(torch.zeros(channels))
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Normalize ``x`` (``[batch, channels, time]``).
-
-        Args:
-            x: Features, ``[batch, channels, time]``.
-        """
-        if x.dim() != 3:
-            raise ValueError(f"expected [batch, channels, time], got {list(x.shape)}")
-        mean = x.mean(dim=1, keepdim=True)  # B, 1, T
-        variance = (x - mean).pow(2).mean(dim=1, keepdim=True)  # B, 1, T
-        normalized = (x - mean) / torch.sqrt(variance + self.eps)
-        return normalized * self.weight[:, None] + self.bias[:, None]
+    reduce_dims = (1,)  # B, 1, T statistics
 
 
 class SeparableConvBlock(nn.Module):
