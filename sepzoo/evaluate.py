@@ -87,9 +87,10 @@ def evaluate(
 
     from sepzoo.checkpoint import load_separator
     from sepzoo.data.tracks import read_stems
-    from sepzoo.inference import apply_model
+    from sepzoo.inference import apply_model, resolve_device
     from sepzoo.metrics import nsdr
 
+    device = str(resolve_device(device))
     root, out = Path(root), Path(out)
     results_dir = out / subset
     _prepare_out(out, results_dir, force)

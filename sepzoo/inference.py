@@ -374,6 +374,31 @@ def apply_model(
     return stems if batched else stems[0]
 
 
+def resolve_device(name: str | torch.device) -> torch.device:
+    """The device a user named (``-d cpu``, ``-d cuda``, ``-d cuda:1``), checked to exist here.
+
+    Args:
+        name: A device name.
+
+    Raises:
+        SepzooError: The name is not a device, or no such device is available.
+    """
+    from sepzoo.errors import SepzooError
+
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise SepzooError(f"-d {name}: not a device; expected cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise SepzooError(f"-d {name}: no CUDA device is available here; use -d cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise SepzooError(f"-d {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    elif device.type != "cpu":
+        raise SepzooError(f"-d {name}: expected cpu, cuda or cuda:N")
+    return device
+
+
 def _check_options(
     overlap: float, shifts: int, transition_power: float, batch_size: int, segment: float | None
 ) -> None:
@@ -557,5 +582,6 @@ __all__ = [
     "center_crop",
     "extract_chunk",
     "plan_chunks",
+    "resolve_device",
     "triangular_weight",
 ]

@@ -71,9 +71,10 @@ def separate_files(
 
     from sepzoo.audio import read_audio, write_audio
     from sepzoo.checkpoint import load_separator
-    from sepzoo.inference import apply_model
+    from sepzoo.inference import apply_model, resolve_device
 
     out = Path(out)
+    device = str(resolve_device(device))
     model = load_separator(model_spec)
     if model.needs_references:
         raise SepzooError(

@@ -146,7 +146,7 @@ def build_trainer(recipe: Recipe, run_dir: Path, logger: Any, validates: bool = 
     Args:
         recipe: The validated recipe.
         run_dir: The run directory.
-        logger: The experiment logger.
+        logger: The experiment logger, or ``False`` to attach one later (``trainer.logger = ...``).
         validates: Whether the run has validation tracks. (Default: ``True``)
     """
     import lightning as L
@@ -203,6 +203,10 @@ def train(
     plan: RunPlan = plan_run(run_dir, resume=resume, force=force)
     if plan.resume_from is not None:
         _check_resumable(plan.resume_from, recipe)
+    # Built before the run directory, so that a trainer setting the machine cannot honour (an
+    # accelerator it lacks, say) fails before anything is written; the logger comes later.
+    _quiet_lightning()
+    trainer = build_trainer(recipe, run_dir, logger=False, validates=validates)
     run_dir.mkdir(parents=True, exist_ok=True)
     meta = run_metadata(recipe.config_hash())
     if not is_launcher_child():
@@ -224,9 +228,8 @@ def train(
         config={**recipe.resolved, "meta": meta},
         resume_id=run_name if recipe.logger.name == "wandb" else None,
     )
+    trainer.logger = logger
     task.example_logger = log_examples
-    _quiet_lightning()
-    trainer = build_trainer(recipe, run_dir, logger, validates=validates)
     resume_from = str(plan.resume_from) if plan.resume_from else None
     # A resumed checkpoint is read like every other file: tensors and plain values only.
     trainer.fit(task, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)

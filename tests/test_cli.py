@@ -244,3 +244,20 @@ def test_separate_reads_mp3_through_ffmpeg(capsys, tmp_path, model_file):
     assert code == 0, err
     stem, rate = sf.read(tmp_path / "out" / "song" / "vocals.wav", always_2d=True)
     assert rate == 44100 and stem.shape[1] == 2 and abs(stem.shape[0] - 22050) < 2000
+
+
+@pytest.mark.parametrize("device", ["tpu", "cuda:99" if torch.cuda.is_available() else "cuda"])
+def test_an_unavailable_device_is_one_line(capsys, tmp_path, model_file, device):
+    path = write_wav(tmp_path / "song.wav", noise(0.2))
+    code, _, err = run(
+        capsys, "separate", str(path), "-n", str(model_file), "-o", str(tmp_path / "o"), "-d", device
+    )
+    assert_one_line_error(code, err, f"-d {device}")
+
+
+def test_an_accelerator_the_machine_lacks_fails_before_any_run_directory(capsys, tiny_recipe, tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    code, _, err = run(capsys, "train", str(tiny_recipe), "trainer.accelerator=gpu")
+    assert_one_line_error(code, err, "trainer")
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
