@@ -172,8 +172,8 @@ def plan_chunks(length: int, chunk_length: int, overlap: float) -> list[int]:
     """Start offsets of overlapping chunks that cover ``length`` samples.
 
     Consecutive chunks start ``stride = int((1 - overlap) * chunk_length)`` samples apart
-    (at least 1); the last chunk is the first one that reaches the end of the signal, so no
-    chunk lies entirely in territory already covered.
+    (at least 1), from 0 to the last offset before ``length``, as ``demucs.apply.apply_model``
+    plans them; chunks that run past the end are cut short there.
 
     Args:
         length: Number of samples to cover.
@@ -187,10 +187,7 @@ def plan_chunks(length: int, chunk_length: int, overlap: float) -> list[int]:
     if not 0 <= overlap < 1:
         raise ValueError(f"overlap must be in [0, 1), got {overlap}")
     stride = max(1, int((1 - overlap) * chunk_length))
-    offsets = [0]
-    while offsets[-1] + chunk_length < length:
-        offsets.append(offsets[-1] + stride)
-    return offsets
+    return list(range(0, length, stride))
 
 
 def extract_chunk(signal: Tensor, offset: int, length: int, target_length: int) -> Tensor:
@@ -506,7 +503,8 @@ def _chunk_length(model: Separator, settings: _Settings) -> int | None:
     segment = settings.segment if settings.segment is not None else model.segment
     if segment is None:
         return None
-    return max(1, int(round(segment * model.sample_rate)))
+    # Truncated, not rounded, as the official Demucs engine does: same chunks, same outputs.
+    return max(1, int(segment * model.sample_rate))
 
 
 def _model_device(model: nn.Module, requested: torch.device | None) -> torch.device:
@@ -520,36 +518,46 @@ def _model_device(model: nn.Module, requested: torch.device | None) -> torch.dev
 
 
 def _apply_chunked(model: Separator, mix: Tensor, references: Tensor | None, settings: _Settings) -> Tensor:
-    """Overlap-add the model's outputs over chunks of the whole input, ``[B, S, C, T]``."""
+    """Overlap-add the model's outputs over chunks of the whole input, ``[B, S, C, T]``.
+
+    Each chunk is ``segment`` long (the last ones shorter, cut at the end of the track), widened
+    with real neighbouring audio to ``model.valid_length`` of its own length, and weighted by
+    the start of the triangular window; chunks of equal length run in batches.
+    """
     length = mix.shape[-1]
-    chunk_length = _chunk_length(model, settings)
-    if chunk_length is None:
-        chunk_length, offsets = length, [0]
+    segment_length = _chunk_length(model, settings)
+    if segment_length is None:
+        segment_length, offsets = length, [0]
         window = torch.ones(length)  # a single call: nothing to cross-fade
     else:
-        offsets = plan_chunks(length, chunk_length, settings.overlap)
-        window = triangular_weight(chunk_length, settings.transition_power)
-    padded_length = model.valid_length(chunk_length)
-    if padded_length < chunk_length:
-        raise ValueError(
-            f"{_model_name(model)}.valid_length({chunk_length}) returned {padded_length}, which is shorter"
-        )
+        offsets = plan_chunks(length, segment_length, settings.overlap)
+        window = triangular_weight(segment_length, settings.transition_power)
     device = _model_device(model, settings.device)
     batch, channels = mix.shape[:2]
     accumulator = OverlapAdd([batch, len(model.sources), channels], length, window, device=mix.device)
+    by_length: dict[int, list[int]] = {}
+    for offset in offsets:
+        by_length.setdefault(min(segment_length, length - offset), []).append(offset)
     bar = tqdm.tqdm(total=len(offsets), unit="chunk", disable=not settings.progress, leave=False)
     with bar:
-        for group in _groups(offsets, settings.batch_size):
-            chunk_mix = torch.cat([extract_chunk(mix, o, chunk_length, padded_length) for o in group])
-            chunk_references = None
-            if references is not None:
-                pieces = [extract_chunk(references, o, chunk_length, padded_length) for o in group]
-                chunk_references = torch.cat(pieces)
-            out = _call_model(model, chunk_mix, chunk_references, device)  # len(group) * B, S, C, T'
-            for index, offset in enumerate(group):
-                piece = out[index * batch : (index + 1) * batch]
-                accumulator.add(center_crop(piece, chunk_length), offset)
-            bar.update(len(group))
+        for chunk_length, same_length in by_length.items():
+            padded_length = model.valid_length(chunk_length)
+            if padded_length < chunk_length:
+                raise ValueError(
+                    f"{_model_name(model)}.valid_length({chunk_length}) returned {padded_length}, "
+                    "which is shorter"
+                )
+            for group in _groups(same_length, settings.batch_size):
+                chunk_mix = torch.cat([extract_chunk(mix, o, chunk_length, padded_length) for o in group])
+                chunk_references = None
+                if references is not None:
+                    pieces = [extract_chunk(references, o, chunk_length, padded_length) for o in group]
+                    chunk_references = torch.cat(pieces)
+                out = _call_model(model, chunk_mix, chunk_references, device)  # len(group) * B, S, C, T'
+                for index, offset in enumerate(group):
+                    piece = out[index * batch : (index + 1) * batch]
+                    accumulator.add(center_crop(piece, chunk_length), offset)
+                bar.update(len(group))
     return accumulator.result()
 
 

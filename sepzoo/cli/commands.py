@@ -102,6 +102,38 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_convert(args: argparse.Namespace) -> int:
+    """``sepzoo convert {demucs,torchaudio} SRC OUT``.
+
+    Args:
+        args: Parsed arguments.
+    """
+    from sepzoo.audio import prepare_output
+    from sepzoo.checkpoint import save_model_file
+    from sepzoo.errors import SepzooError
+    from sepzoo.inference import BagOfModels
+
+    prepare_output(args.out, args.force)  # refuse before the (possibly slow) conversion
+    if args.kind == "demucs":
+        if args.sources:
+            raise SepzooError("--sources is for torchaudio checkpoints; a demucs package records its sources")
+        from sepzoo.convert.demucs import convert_file
+
+        model = convert_file(args.source)
+    else:
+        from sepzoo.convert.torchaudio import convert_torchaudio_file
+
+        model = convert_torchaudio_file(args.source, args.sources, args.sample_rate)
+    metadata = {"converted_from": str(args.source), "converted_format": args.kind}
+    path = save_model_file(model, args.out, metadata=metadata, force=args.force)
+    what = f"bag of {len(model.members)} models" if isinstance(model, BagOfModels) else model.registry_name
+    print(
+        f"wrote {path}: {what}, {model.num_parameters():,} parameters, sources {', '.join(model.sources)}, "
+        f"{model.sample_rate} Hz"
+    )
+    return 0
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     """``sepzoo models``: the registry as a table.
 

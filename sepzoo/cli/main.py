@@ -84,6 +84,23 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--force", action="store_true", help="overwrite an existing model file")
 
 
+def _add_convert(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "convert",
+        help="convert a checkpoint of another project into a sepzoo model file",
+        description="Convert an official demucs model file (.th) or bag of models (.yaml), or a "
+        "torchaudio HDemucs state dict, into a sepzoo model file. Nothing in SOURCE is run.",
+    )
+    p.add_argument("kind", choices=["demucs", "torchaudio"], help="the project that wrote SOURCE")
+    p.add_argument("source", help="the checkpoint to convert")
+    p.add_argument("out", help="model file to write (.sepzoo)")
+    p.add_argument("--sources", nargs="+", help="torchaudio: the stem names, in the model's output order")
+    p.add_argument(
+        "--sample-rate", type=int, default=44100, help="torchaudio: the model's rate (default: 44100)"
+    )
+    p.add_argument("--force", action="store_true", help="overwrite an existing model file")
+
+
 def _add_models(sub: argparse._SubParsersAction) -> None:
     sub.add_parser("models", help="list registered models: name, domain, parameters at default settings")
 
@@ -104,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="sepzoo", description="Music source separation experiments and model zoo."
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_train, _add_eval, _add_separate, _add_export, _add_models, _add_toy):
+    for add in (_add_train, _add_eval, _add_separate, _add_export, _add_convert, _add_models, _add_toy):
         add(sub)
     return parser
 

@@ -35,6 +35,36 @@ def _plain(value: Any) -> Any:
     )
 
 
+def _variant_init(cls: type) -> Any:
+    """An ``__init__`` taking the parent's arguments with ``cls.variant_defaults`` as defaults."""
+    parent_init = cls.__mro__[1].__init__
+    parent_signature = inspect.signature(parent_init)
+    defaults = cls.__dict__["variant_defaults"]
+    unknown = sorted(set(defaults) - set(parent_signature.parameters))
+    if unknown:
+        raise TypeError(f"{cls.__name__}.variant_defaults names unknown arguments: {', '.join(unknown)}")
+    parameters = [
+        param.replace(default=defaults[name]) if name in defaults else param
+        for name, param in parent_signature.parameters.items()
+    ]
+    signature = parent_signature.replace(parameters=parameters)
+
+    def __init__(self: Separator, *args: Any, **kw: Any) -> None:
+        bound = signature.bind(self, *args, **kw)
+        bound.apply_defaults()
+        arguments = dict(bound.arguments)
+        arguments.pop(next(iter(signature.parameters)))
+        parent_init(self, **arguments)
+
+    __init__.__signature__ = signature  # type: ignore[attr-defined]
+    __init__.__annotations__ = dict(getattr(inspect.unwrap(parent_init), "__annotations__", {}))
+    # Type hints of the arguments resolve in the module that wrote them.
+    __init__.__wrapped__ = inspect.unwrap(parent_init)  # type: ignore[attr-defined]
+    __init__.__qualname__ = f"{cls.__qualname__}.__init__"
+    __init__.__doc__ = cls.__doc__
+    return __init__
+
+
 class Separator(nn.Module):
     """Base class of every registered separator.
 
@@ -47,6 +77,8 @@ class Separator(nn.Module):
         whole_track: True when the model must see the whole track at once (e.g. an oracle
             whose statistics span the track); the engine then never chunks its input.
         test_kwargs: Init arguments for a tiny instance used by the registry-wide tests.
+        variant_defaults: Set on a subclass that defines no ``__init__`` to make it a named
+            variant of its parent: the same arguments with these defaults.
 
     Args:
         sources: Names of the stems the model outputs, in output order.
@@ -65,6 +97,8 @@ class Separator(nn.Module):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        if "variant_defaults" in cls.__dict__ and "__init__" not in cls.__dict__:
+            cls.__init__ = _variant_init(cls)  # type: ignore[method-assign]
         if "__init__" not in cls.__dict__:
             return
         original = cls.__dict__["__init__"]

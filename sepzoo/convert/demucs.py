@@ -1,0 +1,295 @@
+"""Checkpoints of the official ``demucs`` package: single models and bags of models.
+
+A model file of the official package is the dict that ``demucs.states.serialize_model`` writes:
+``{"klass": <class>, "args": tuple, "kwargs": dict, "state": {key: tensor}, "training_args":
+dict}`` (tensors in float16 when saved with ``half=True``, as the published models are). It is
+read with the restricted unpickler: the class is kept as a name and never imported, and
+``fractions.Fraction`` (the type of the ``segment`` argument of hybrid models) is the only other
+global accepted. A bag of models is a YAML file naming its members' signatures
+(``models: [sig, ...]``), optionally with per-source ``weights`` and a ``segment``; the members
+are the files ``<sig>.th`` or ``<sig>-<checksum>.th`` beside it.
+
+Key mapping, official -> sepzoo, for ``demucs.demucs.Demucs`` (``i``: layer; the index of each
+module inside the official ``nn.Sequential`` depends on the options, and is computed from them):
+
+============================================  =================================================
+official                                      sepzoo
+============================================  =================================================
+``encoder.i.0``                               ``encoder.i.conv``
+``encoder.i.1``                               ``encoder.i.norm``
+``encoder.i.3`` (with ``dconv_mode & 1``)     ``encoder.i.residual``
+``encoder.i.{3|4}``, ``.{4|5}``               ``encoder.i.rewrite``, ``encoder.i.rewrite_norm``
+``decoder.i.0``, ``decoder.i.1``              ``decoder.i.rewrite``, ``decoder.i.rewrite_norm``
+``decoder.i.{0|3}`` (``dconv_mode & 2``)      ``decoder.i.residual``
+``decoder.i.{0|1|3|4}``, next                 ``decoder.i.conv_transpose``, ``decoder.i.norm``
+``lstm.lstm``, ``lstm.linear``                ``bottleneck.lstm``, ``bottleneck.projection``
+residual ``layers.l.0``, ``.1``               ``layers.l.dilated_conv``, ``layers.l.dilated_norm``
+residual ``layers.l.3`` (LSTM)                ``layers.l.lstm`` (``linear`` -> ``projection``)
+residual ``layers.l.{3|4}`` (attention)       ``layers.l.attention`` (``query_decay`` ->
+                                              ``decay_query``, ``proj`` -> ``output``)
+residual ``layers.l.k``, ``k+1``, ``k+3``     ``layers.l.expand``, ``.expand_norm``, ``.scale``
+============================================  =================================================
+
+Checkpoints of an older generation whose encoder/decoder layers had no norm slot
+(``encoder.i.2`` where ``encoder.i.3`` is expected) are renamed first, as the official loader does.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from sepzoo.checkpoint import ForeignClass, foreign_globals, safe_load
+from sepzoo.convert import rename_state
+from sepzoo.errors import CheckpointError, closest
+from sepzoo.inference import BagOfModels
+from sepzoo.models import create_model
+from sepzoo.models.base import Separator
+
+OFFICIAL_CLASSES: dict[str, str] = {
+    "demucs.demucs.Demucs": "demucs",
+}
+"""Official classes that convert, with the registry name of their sepzoo counterpart."""
+
+OFFICIAL_ARGUMENTS: dict[str, tuple[str, ...]] = {
+    "demucs": (
+        "sources", "audio_channels", "channels", "growth", "depth", "rewrite", "lstm_layers",
+        "kernel_size", "stride", "context", "gelu", "glu", "norm_starts", "norm_groups", "dconv_mode",
+        "dconv_depth", "dconv_comp", "dconv_attn", "dconv_lstm", "dconv_init", "normalize", "resample",
+        "rescale", "samplerate", "segment",
+    ),
+}  # fmt: skip
+"""The official constructors' arguments in order, to bind positional ``args``."""
+
+_RENAMED_ARGUMENTS = {"samplerate": "sample_rate"}
+MODEL_SUFFIX = ".th"
+
+
+def read_package(path: str | Path) -> dict[str, Any]:
+    """Read an official model file without importing anything from it.
+
+    Args:
+        path: The ``.th`` file.
+
+    Raises:
+        CheckpointError: The file is unreadable, refers to a global other than a known model
+            class or ``fractions.Fraction``, or lacks the package keys.
+    """
+    path = Path(path)
+    allowed: dict[str, object] = {**foreign_globals(OFFICIAL_CLASSES), "fractions.Fraction": Fraction}
+    content = safe_load(path, allowed_globals=allowed)
+    if not isinstance(content, dict):
+        raise CheckpointError(f"{path}: expected a demucs package (a dict), found a {type(content).__name__}")
+    missing = [key for key in ("klass", "args", "kwargs", "state") if key not in content]
+    if missing:
+        raise CheckpointError(f"{path}: not a demucs package; it lacks {', '.join(missing)}")
+    return content
+
+
+def model_from_package(content: Mapping[str, Any], source: str | Path) -> Separator:
+    """Build the sepzoo model equivalent to an official package, with its weights.
+
+    Args:
+        content: What :func:`read_package` returned.
+        source: The file, for error messages.
+    """
+    klass = content["klass"]
+    if not isinstance(klass, ForeignClass) or klass.full_name not in OFFICIAL_CLASSES:
+        name = klass.full_name if isinstance(klass, ForeignClass) else repr(klass)
+        raise CheckpointError(
+            f"{source}: model class {name} cannot be converted (known: {', '.join(OFFICIAL_CLASSES)})"
+        )
+    name = OFFICIAL_CLASSES[klass.full_name]
+    kwargs = _our_kwargs(name, content["args"], content["kwargs"], source)
+    try:
+        model = create_model(name, **kwargs)
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{source}: cannot build {name} from the package's arguments ({exc})") from None
+    state = dict(content["state"])
+    if name == "demucs":
+        _rename_legacy_slots(state, kwargs.get("depth", 6))
+    renamed = rename_state(state, KEY_MAPPERS[name](kwargs), model.state_dict(), str(source))
+    model.load_state_dict(renamed)
+    return model
+
+
+def _our_kwargs(name: str, args: Any, kwargs: Any, source: str | Path) -> dict[str, Any]:
+    order = OFFICIAL_ARGUMENTS[name]
+    if not isinstance(args, (list, tuple)) or not isinstance(kwargs, Mapping):
+        raise CheckpointError(f"{source}: the package's args/kwargs are not a list and a dict")
+    if len(args) > len(order):
+        raise CheckpointError(f"{source}: {len(args)} positional arguments, but {name} takes {len(order)}")
+    merged = dict(zip(order, args))
+    for key, value in kwargs.items():
+        if key not in order:
+            hint = closest(str(key), order)
+            suggestion = f"; did you mean {hint[0]!r}?" if hint else ""
+            raise CheckpointError(f"{source}: unknown argument {key!r} of the official {name}{suggestion}")
+        merged[key] = value
+    ours = {_RENAMED_ARGUMENTS.get(key, key): value for key, value in merged.items()}
+    if "sources" in ours:
+        ours["sources"] = [str(s) for s in ours["sources"]]
+    if isinstance(ours.get("segment"), Fraction):
+        ours["segment"] = float(ours["segment"])
+    return ours
+
+
+def _rename_legacy_slots(state: dict[str, Any], depth: int) -> None:
+    """Older checkpoints lacked the norm slot in each layer; move them as the official loader does."""
+    for index in range(depth):
+        for part in ("encoder", "decoder"):
+            for kind in ("bias", "weight"):
+                old, new = f"{part}.{index}.2.{kind}", f"{part}.{index}.3.{kind}"
+                if old in state and new not in state:
+                    state[new] = state.pop(old)
+
+
+def _branch_key(rest: str, lstm: bool, attention: bool) -> str | None:
+    """Map a key inside an official residual branch (``layers.l.k...``) to ours."""
+    parts = rest.split(".")
+    if len(parts) < 4 or parts[0] != "layers":
+        return None
+    layer, slot, tail = parts[1], int(parts[2]), parts[3:]
+    names = {0: "dilated_conv", 1: "dilated_norm"}
+    position = 3
+    if lstm:
+        names[position] = "lstm"
+        position += 1
+    if attention:
+        names[position] = "attention"
+        position += 1
+    names.update({position: "expand", position + 1: "expand_norm", position + 3: "scale"})
+    if slot not in names:
+        return None
+    module = names[slot]
+    inner = {"linear": "projection", "query_decay": "decay_query", "proj": "output"}
+    if module in ("lstm", "attention"):
+        tail = [inner.get(tail[0], tail[0]), *tail[1:]]
+    return ".".join(["layers", layer, module, *tail])
+
+
+def _demucs_mapper(kwargs: Mapping[str, Any]) -> Callable[[str], str | None]:
+    depth = int(kwargs.get("depth", 6))
+    rewrite = bool(kwargs.get("rewrite", True))
+    dconv_mode = int(kwargs.get("dconv_mode", 1))
+    attention_from = int(kwargs.get("dconv_attn", 4))
+    lstm_from = int(kwargs.get("dconv_lstm", 4))
+
+    def encoder(index: int, slot: int, rest: str) -> str | None:
+        names = {0: "conv", 1: "norm"}
+        position = 3
+        if dconv_mode & 1:
+            if slot == position:
+                return _prefixed("residual", _branch_key(rest, index >= lstm_from, index >= attention_from))
+            position += 1
+        if rewrite:
+            names.update({position: "rewrite", position + 1: "rewrite_norm"})
+        return f"{names[slot]}.{rest}" if slot in names else None
+
+    def decoder(position_in_list: int, slot: int, rest: str) -> str | None:
+        index = depth - 1 - position_in_list  # the decoder list runs from the innermost layer
+        names = {}
+        position = 0
+        if rewrite:
+            names.update({0: "rewrite", 1: "rewrite_norm"})
+            position = 3
+        if dconv_mode & 2:
+            if slot == position:
+                return _prefixed("residual", _branch_key(rest, index >= lstm_from, index >= attention_from))
+            position += 1
+        names[position] = "conv_transpose"
+        if index > 0:
+            names[position + 1] = "norm"
+        return f"{names[slot]}.{rest}" if slot in names else None
+
+    def rename(key: str) -> str | None:
+        parts = key.split(".")
+        if parts[0] == "lstm" and len(parts) >= 3:
+            inner = {"lstm": "lstm", "linear": "projection"}.get(parts[1])
+            return None if inner is None else ".".join(["bottleneck", inner, *parts[2:]])
+        if parts[0] not in ("encoder", "decoder") or len(parts) < 4 or not parts[2].isdigit():
+            return None
+        index, slot, rest = int(parts[1]), int(parts[2]), ".".join(parts[3:])
+        mapped = (encoder if parts[0] == "encoder" else decoder)(index, slot, rest)
+        return None if mapped is None else f"{parts[0]}.{index}.{mapped}"
+
+    return rename
+
+
+def _prefixed(prefix: str, key: str | None) -> str | None:
+    return None if key is None else f"{prefix}.{key}"
+
+
+KEY_MAPPERS: dict[str, Callable[[Mapping[str, Any]], Callable[[str], str | None]]] = {
+    "demucs": _demucs_mapper,
+}
+"""For each converted model, a function of its kwargs returning the key mapping."""
+
+
+def convert_file(path: str | Path) -> Separator | BagOfModels:
+    """Convert an official model file (``.th``) or bag of models (``.yaml``).
+
+    Args:
+        path: The file.
+    """
+    path = Path(path)
+    if path.suffix.lower() in (".yaml", ".yml"):
+        return _convert_bag(path)
+    return model_from_package(read_package(path), path)
+
+
+def _convert_bag(path: Path) -> BagOfModels:
+    try:
+        spec = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: no such file") from None
+    except (OSError, yaml.YAMLError) as exc:
+        raise CheckpointError(f"{path}: not a readable bag of models ({str(exc).splitlines()[0]})") from None
+    if not isinstance(spec, dict) or not isinstance(spec.get("models"), list) or not spec["models"]:
+        raise CheckpointError(f"{path}: a bag of models needs a non-empty `models` list of signatures")
+    members = []
+    for signature in spec["models"]:
+        member = _member_file(path.parent, str(signature), path)
+        members.append(model_from_package(read_package(member), member))
+    segment = spec.get("segment")
+    if segment is not None:
+        if not isinstance(segment, (int, float)) or not math.isfinite(segment) or segment <= 0:
+            raise CheckpointError(f"{path}: segment must be a positive number of seconds, got {segment!r}")
+        for member in members:
+            member.segment = float(segment)
+            member._init_kwargs["segment"] = float(segment)
+    try:
+        return BagOfModels(members, spec.get("weights"))
+    except ValueError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
+
+
+def _member_file(folder: Path, signature: str, bag: Path) -> Path:
+    exact = folder / f"{signature}{MODEL_SUFFIX}"
+    if exact.is_file():
+        return exact
+    found = sorted(folder.glob(f"{signature}-*{MODEL_SUFFIX}"))
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise CheckpointError(
+            f"{bag}: member {signature!r} not found; expected {exact} or {folder / signature}-<checksum>.th"
+        )
+    raise CheckpointError(
+        f"{bag}: several files for member {signature!r}: {', '.join(p.name for p in found)}"
+    )
+
+
+__all__ = [
+    "KEY_MAPPERS",
+    "OFFICIAL_ARGUMENTS",
+    "OFFICIAL_CLASSES",
+    "convert_file",
+    "model_from_package",
+    "read_package",
+]
