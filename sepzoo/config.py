@@ -128,9 +128,12 @@ class TrainOptions:
         audio_examples: Validation tracks whose audio and spectrograms are logged. (Default: ``2``)
         validate_every_n_steps: Validate every this many steps instead of once per epoch.
             (Default: ``None``)
-        init_from: Start from the weights of this model file, training checkpoint or run
-            directory (fine-tuning); the model's settings must match it. Unlike ``--resume``, the
+        init_from: Start from the weights of this model file (converted ones included),
+            training checkpoint or run directory (fine-tuning). Unlike ``--resume``, the
             optimizer, schedule and data position start afresh. (Default: ``None``)
+        init_strict: Require every tensor of ``init_from`` to fit the model; ``false`` loads the
+            tensors that fit by name and shape (e.g. another list of sources) and reports the
+            rest. (Default: ``True``)
     """
 
     ema_decay: float | None = None
@@ -138,6 +141,7 @@ class TrainOptions:
     audio_examples: int = 2
     validate_every_n_steps: int | None = None
     init_from: str | None = None
+    init_strict: bool = True
 
 
 @dataclasses.dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import os
@@ -60,7 +61,7 @@ def build_components(recipe: Recipe) -> tuple[Any, Any]:
 
     model = create_model(recipe.model.name, **recipe.model.kwargs)
     if recipe.train.init_from is not None:
-        _load_initial_weights(model, recipe.train.init_from)
+        _load_initial_weights(model, recipe.train.init_from, recipe.train.init_strict)
     datamodule = DATASETS.get(recipe.data.name)(**recipe.data.kwargs)
     data_sources = list(getattr(datamodule, "sources", model.sources))
     if data_sources != list(model.sources):
@@ -82,18 +83,77 @@ def build_components(recipe: Recipe) -> tuple[Any, Any]:
     return datamodule, task
 
 
-def _load_initial_weights(model: Any, source: str) -> None:
-    """Copy the weights of a model file, training checkpoint or run directory into ``model``."""
-    from sepzoo.checkpoint import load_separator, load_weights
+def _load_initial_weights(model: Any, source: str, strict: bool) -> None:
+    """Copy the weights of a model file, training checkpoint or run directory into ``model``.
+
+    Strict, every tensor must fit; otherwise the tensors that fit by name and shape are loaded,
+    the others keep their initial values, and a one-line report names them.
+    """
+    from sepzoo.checkpoint import load_separator
     from sepzoo.errors import CheckpointError
+    from sepzoo.inference import BagOfModels
 
     donor = load_separator(source)
-    if getattr(donor, "registry_name", None) != model.registry_name:
+    if isinstance(donor, BagOfModels):
+        raise CheckpointError(f"{source}: train.init_from holds a bag of models; start from one member")
+    report = compare_states(model.state_dict(), donor.state_dict())
+    if strict and (donor.registry_name != model.registry_name or not report.complete):
         raise CheckpointError(
-            f"{source}: train.init_from holds a {getattr(donor, 'registry_name', None) or 'bag of models'!r} "
-            f"model, but the recipe trains {model.registry_name!r}"
+            f"{source}: train.init_from holds a {donor.registry_name!r} model that does not fit the recipe's "
+            f"{model.registry_name!r} ({report.describe()}); set train.init_strict=false to load what fits"
         )
-    load_weights(model, donor.state_dict(), source)
+    model.load_state_dict({key: donor.state_dict()[key] for key in report.loaded}, strict=False)
+    print(f"train.init_from {source}: {report.describe()}", flush=True)
+
+
+@dataclasses.dataclass
+class LoadReport:
+    """How one state dict fits another: which keys load, and which do not and why.
+
+    Args:
+        loaded: Keys present in both with the same shape.
+        missing: Keys of the model that the source lacks.
+        unexpected: Keys of the source that the model lacks.
+        mismatched: Keys present in both with different shapes.
+    """
+
+    loaded: list[str]
+    missing: list[str]
+    unexpected: list[str]
+    mismatched: list[str]
+
+    @property
+    def complete(self) -> bool:
+        """Whether every tensor of both sides loads."""
+        return not (self.missing or self.unexpected or self.mismatched)
+
+    def describe(self, limit: int = 4) -> str:
+        """One line: counts, and the first few keys of each problem.
+
+        Args:
+            limit: Keys named per problem. (Default: ``4``)
+        """
+        parts = [f"{len(self.loaded)} tensors loaded"]
+        for label, keys in (("missing", self.missing), ("unexpected", self.unexpected),
+                            ("shape mismatch", self.mismatched)):  # fmt: skip
+            if keys:
+                more = f" +{len(keys) - limit} more" if len(keys) > limit else ""
+                parts.append(f"{label}: {', '.join(keys[:limit])}{more}")
+        return "; ".join(parts)
+
+
+def compare_states(target: dict[str, Any], source: dict[str, Any]) -> LoadReport:
+    """Compare a model's state dict with one to load into it.
+
+    Args:
+        target: The model's state dict.
+        source: The state dict to load.
+    """
+    loaded = [k for k in target if k in source and source[k].shape == target[k].shape]
+    mismatched = [k for k in target if k in source and source[k].shape != target[k].shape]
+    missing = [k for k in target if k not in source]
+    unexpected = [k for k in source if k not in target]
+    return LoadReport(loaded, missing, unexpected, mismatched)
 
 
 def build_callbacks(recipe: Recipe, run_dir: Path, validates: bool = True) -> list[Any]:

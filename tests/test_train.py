@@ -205,8 +205,33 @@ def test_fine_tuning_starts_from_a_model_file_and_refuses_another_model(tiny_rec
     other = save_model_file(
         create_model("conv_tasnet", encoder_filters=8, encoder_kernel=4), tmp_path / "o.sepzoo"
     )
-    with pytest.raises(CheckpointError, match="weights do not fit"):
+    with pytest.raises(
+        CheckpointError, match="does not fit.*shape mismatch: encoder.conv.weight.*init_strict"
+    ):
         build_components(load_recipe(tiny_recipe, [f"train.init_from={other}"]))
+
+
+def test_partial_fine_tuning_to_another_source_list_reports_what_it_kept(tiny_recipe, tmp_path, capsys):
+    from sepzoo.checkpoint import save_model_file
+    from sepzoo.config import load_recipe
+    from sepzoo.errors import CheckpointError
+    from sepzoo.models import create_model
+    from sepzoo.train import build_components
+
+    recipe = load_recipe(tiny_recipe)
+    kwargs = {**recipe.model.kwargs, "sources": ["vocals", "accompaniment"]}
+    torch.manual_seed(3)
+    donor = create_model("conv_tasnet", **kwargs)
+    path = save_model_file(donor, tmp_path / "two_stems.sepzoo")
+    with pytest.raises(CheckpointError, match=r"shape mismatch: mask_estimator\.mask_conv\.weight"):
+        build_components(load_recipe(tiny_recipe, [f"train.init_from={path}"]))
+    overrides = [f"train.init_from={path}", "train.init_strict=false"]
+    _, task = build_components(load_recipe(tiny_recipe, overrides))
+    report = capsys.readouterr().out
+    assert "tensors loaded" in report and "shape mismatch: mask_estimator.mask_conv.weight" in report
+    for key, value in donor.state_dict().items():
+        if key != "mask_estimator.mask_conv.weight":
+            torch.testing.assert_close(task.model.state_dict()[key], value, rtol=0, atol=0)
 
 
 def test_resuming_from_a_damaged_checkpoint_is_one_line(tiny_recipe):

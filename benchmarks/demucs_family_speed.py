@@ -1,0 +1,123 @@
+"""Separation speed and memory of the Demucs family: sepzoo's engine and models against
+``demucs.apply.apply_model`` with the official models, the same weights, segment and overlap.
+
+For each model, an official instance with random weights at its default settings is saved as
+an official package and converted to a sepzoo model file; then each side separates the same
+stereo signal (30 s by default) in its own subprocess, on the CPU, and reports its wall time
+and peak resident memory. The script prints, per model, both times, the ratio sepzoo / demucs
+(goal <= 1.0, aim 0.8) and both peak memories.
+
+    .venv/bin/python benchmarks/demucs_family_speed.py [--seconds 30] [--models demucs hdemucs htdemucs]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+OFFICIAL = {
+    "demucs": ("demucs.demucs", "Demucs"),
+    "hdemucs": ("demucs.hdemucs", "HDemucs"),
+    "htdemucs": ("demucs.htdemucs", "HTDemucs"),
+}
+SOURCES = ["drums", "bass", "other", "vocals"]
+
+
+def prepare(name: str, folder: Path) -> tuple[Path, Path]:
+    """Write an official package with random weights and its sepzoo conversion."""
+    import importlib
+
+    import torch
+    from demucs.states import serialize_model
+    from omegaconf import OmegaConf
+
+    from sepzoo.checkpoint import save_model_file
+    from sepzoo.convert.demucs import convert_file
+
+    module, klass = OFFICIAL[name]
+    torch.manual_seed(0)
+    official = getattr(importlib.import_module(module), klass)(SOURCES)
+    package = folder / f"{name}.th"
+    torch.save(serialize_model(official, OmegaConf.create({}), half=False), package)
+    converted = save_model_file(convert_file(package), folder / f"{name}.sepzoo", force=True)
+    return package, converted
+
+
+def run_side(
+    side: str, path: str, seconds: float, segment: float | None, overlap: float, threads: int
+) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+    mix = torch.randn(1, 2, int(seconds * 44100), generator=torch.Generator().manual_seed(1)) * 0.1
+    if side == "demucs":
+        from demucs.apply import apply_model
+        from demucs.states import load_model
+
+        model = load_model(path).eval()
+        start = time.perf_counter()
+        apply_model(model, mix, shifts=0, split=True, overlap=overlap, segment=segment, progress=False)
+    else:
+        from sepzoo.checkpoint import load_separator
+        from sepzoo.inference import apply_model
+
+        model = load_separator(path).eval()
+        start = time.perf_counter()
+        apply_model(model, mix, segment=segment, overlap=overlap)
+    elapsed = time.perf_counter() - start
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"seconds": elapsed, "peak_mb": peak_mb}))
+
+
+def measure(side: str, path: Path, args: argparse.Namespace) -> dict:
+    command = [sys.executable, __file__, "--side", side, "--path", str(path), "--seconds", str(args.seconds),
+               "--overlap", str(args.overlap), "--threads", str(args.threads)]  # fmt: skip
+    if args.segment is not None:
+        command += ["--segment", str(args.segment)]
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"{side} run failed:\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--models", nargs="+", default=list(OFFICIAL), choices=list(OFFICIAL))
+    parser.add_argument("--seconds", type=float, default=30.0, help="stereo audio to separate (default: 30)")
+    parser.add_argument("--segment", type=float, default=None, help="chunk length (default: each model's)")
+    parser.add_argument("--overlap", type=float, default=0.25, help="chunk overlap (default: 0.25)")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads per side (default: 2)")
+    parser.add_argument("--side", choices=["demucs", "sepzoo"], help=argparse.SUPPRESS)
+    parser.add_argument("--path", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.side:
+        run_side(args.side, args.path, args.seconds, args.segment, args.overlap, args.threads)
+        return
+    from sepzoo.models import MODELS
+
+    print(f"{args.seconds:g} s of stereo 44.1 kHz audio, CPU, {args.threads} threads, overlap {args.overlap}")
+    with tempfile.TemporaryDirectory() as folder:
+        for name in args.models:
+            if name not in MODELS:
+                print(f"  {name}: not registered in this sepzoo; skipped")
+                continue
+            package, converted = prepare(name, Path(folder))
+            theirs, ours = measure("demucs", package, args), measure("sepzoo", converted, args)
+            print(
+                f"  {name:9s} demucs {theirs['seconds']:7.1f} s  sepzoo {ours['seconds']:7.1f} s  "
+                f"ratio {ours['seconds'] / theirs['seconds']:.2f} (goal <= 1.0)   "
+                f"peak RSS demucs {theirs['peak_mb']:6.0f} MB  sepzoo {ours['peak_mb']:6.0f} MB  "
+                f"ratio {ours['peak_mb'] / theirs['peak_mb']:.2f}"
+            )
+
+
+if __name__ == "__main__":
+    main()
