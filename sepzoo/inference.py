@@ -84,6 +84,12 @@ class BagOfModels(nn.Module):
         return any(m.whole_track for m in self.members)
 
     @property
+    def max_segment(self) -> float | None:
+        """The smallest segment any member accepts, or ``None``."""
+        limits = [m.max_segment for m in self.members if m.max_segment is not None]
+        return min(limits) if limits else None
+
+    @property
     def segment_length(self) -> int | None:
         """The smallest member segment in samples, or ``None``."""
         if self.segment is None:
@@ -530,6 +536,7 @@ def _apply_chunked(model: Separator, mix: Tensor, references: Tensor | None, set
         segment_length, offsets = length, [0]
         window = torch.ones(length)  # a single call: nothing to cross-fade
     else:
+        _check_segment(model, segment_length)
         offsets = plan_chunks(length, segment_length, settings.overlap)
         window = triangular_weight(segment_length, settings.transition_power)
     device = _model_device(model, settings.device)
@@ -541,7 +548,7 @@ def _apply_chunked(model: Separator, mix: Tensor, references: Tensor | None, set
     bar = tqdm.tqdm(total=len(offsets), unit="chunk", disable=not settings.progress, leave=False)
     with bar:
         for chunk_length, same_length in by_length.items():
-            padded_length = model.valid_length(chunk_length)
+            padded_length = model.valid_length(segment_length if model.fixed_chunk_length else chunk_length)
             if padded_length < chunk_length:
                 raise ValueError(
                     f"{_model_name(model)}.valid_length({chunk_length}) returned {padded_length}, "
@@ -559,6 +566,18 @@ def _apply_chunked(model: Separator, mix: Tensor, references: Tensor | None, set
                     accumulator.add(center_crop(piece, chunk_length), offset)
                 bar.update(len(group))
     return accumulator.result()
+
+
+def _check_segment(model: Separator, segment_length: int) -> None:
+    """Refuse, naming both, a chunk longer than the model accepts."""
+    from sepzoo.errors import SepzooError
+
+    limit = model.max_segment
+    if limit is not None and segment_length > int(limit * model.sample_rate):
+        raise SepzooError(
+            f"segment {segment_length / model.sample_rate:g} s is longer than {_model_name(model)} accepts "
+            f"({limit:g} s, the segment it was trained on); pass a shorter --segment"
+        )
 
 
 def _groups(offsets: Sequence[int], size: int) -> Iterator[Sequence[int]]:

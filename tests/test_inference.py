@@ -382,3 +382,36 @@ def test_bag_weights_are_checked():
         BagOfModels([Pointwise(), Pointwise()], weights=[[1, 1]])
     with pytest.raises(ValueError, match="positive total weight"):
         BagOfModels([Pointwise(), Pointwise()], weights=[[1, 0], [1, 0]])
+
+
+class FixedLengthRecorder(Pointwise):
+    """Must see every chunk at the full segment length, and accepts at most 0.5 s."""
+
+    fixed_chunk_length = True
+
+    def __init__(self, segment: float | None = 0.3) -> None:
+        super().__init__(segment=segment)
+        self.seen: list[int] = []
+
+    @property
+    def max_segment(self) -> float | None:
+        return 0.5
+
+    def forward(self, mix: Tensor, references: Tensor | None = None) -> Tensor:
+        self.seen.append(mix.shape[-1])
+        return super().forward(mix)
+
+
+def test_fixed_length_models_see_full_segments_with_real_context(mix):
+    torch.manual_seed(0)
+    model = FixedLengthRecorder()
+    out = apply_model(model, mix, overlap=0.25)  # 1003 samples, chunks of 30: the last ones are short
+    assert set(model.seen) == {30}
+    torch.testing.assert_close(out, full_length(model, mix), atol=1e-5, rtol=0)
+
+
+def test_a_segment_longer_than_the_model_accepts_is_refused(mix):
+    from sepzoo.errors import SepzooError
+
+    with pytest.raises(SepzooError, match=r"segment 0.6 s is longer than .* accepts \(0.5 s"):
+        apply_model(FixedLengthRecorder(), mix, segment=0.6)

@@ -76,6 +76,9 @@ class Separator(nn.Module):
         needs_references: True when ``forward`` requires the true stems (oracle baselines).
         whole_track: True when the model must see the whole track at once (e.g. an oracle
             whose statistics span the track); the engine then never chunks its input.
+        fixed_chunk_length: True when every chunk must reach the model at the full segment
+            length; the engine then widens each chunk, the shorter last ones too, with real
+            neighbouring audio (zeros past the track's ends) to the segment length.
         test_kwargs: Init arguments for a tiny instance used by the registry-wide tests.
         variant_defaults: Set on a subclass that defines no ``__init__`` to make it a named
             variant of its parent: the same arguments with these defaults.
@@ -91,6 +94,7 @@ class Separator(nn.Module):
     domain: ClassVar[Domain] = "waveform"
     needs_references: ClassVar[bool] = False
     whole_track: ClassVar[bool] = False
+    fixed_chunk_length: ClassVar[bool] = False
     registry_name: ClassVar[str | None] = None
     test_kwargs: ClassVar[dict[str, Any]] = {}
     """Tiny settings that build the model in milliseconds; the registry-wide tests use them."""
@@ -152,6 +156,11 @@ class Separator(nn.Module):
     def init_kwargs(self) -> dict[str, Any]:
         """The keyword arguments that rebuild this model (plain, saveable values)."""
         return dict(getattr(self, "_init_kwargs", {}))
+
+    @property
+    def max_segment(self) -> float | None:
+        """Longest chunk in seconds the model accepts (e.g. its training segment), or ``None``."""
+        return None
 
     @property
     def segment_length(self) -> int | None:
