@@ -32,10 +32,30 @@ residual ``layers.l.k``, ``k+1``, ``k+3``     ``layers.l.expand``, ``.expand_nor
 
 Checkpoints of an older generation whose encoder/decoder layers had no norm slot
 (``encoder.i.2`` where ``encoder.i.3`` is expected) are renamed first, as the official loader does.
+
+Key mapping, official -> sepzoo, for ``demucs.hdemucs.HDemucs`` (``i``: layer, counted from the
+outside; the official decoder lists run from the innermost layer, so their position ``k`` is
+``depth - 1 - i``, and ``n_t - 1 - i`` in the temporal branch, ``n_t`` being its number of
+layers; our decoder lists are indexed like the encoders):
+
+============================================  =================================================
+official                                      sepzoo
+============================================  =================================================
+``encoder.i``, ``decoder.k``                  ``freq_encoder.i``, ``freq_decoder.i``
+``tencoder.i``, ``tdecoder.k``                ``time_encoder.i``, ``time_decoder.i``
+encoder ``conv``, ``norm1``                   ``conv``, ``norm``
+encoder ``rewrite``, ``norm2``                ``rewrite``, ``rewrite_norm``
+decoder ``conv_tr``, ``norm2``                ``conv_transpose``, ``norm``
+decoder ``rewrite``, ``norm1``                ``rewrite``, ``rewrite_norm``
+``dconv`` (either)                            ``residual``, its layers as for ``Demucs``
+``layers.b`` (a ``MultiWrap``'s band ``b``)   ``bands.b``
+``freq_emb.embedding``                        ``freq_embedding.embedding``
+============================================  =================================================
 """
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable, Mapping
 from fractions import Fraction
@@ -48,11 +68,13 @@ from sepzoo.checkpoint import ForeignClass, foreign_globals, safe_load
 from sepzoo.convert import rename_state
 from sepzoo.errors import CheckpointError, closest
 from sepzoo.inference import BagOfModels
-from sepzoo.models import create_model
+from sepzoo.models import create_model, get_model_class
 from sepzoo.models.base import Separator
+from sepzoo.models.hybrid_demucs import plan_layers
 
 OFFICIAL_CLASSES: dict[str, str] = {
     "demucs.demucs.Demucs": "demucs",
+    "demucs.hdemucs.HDemucs": "hdemucs",
 }
 """Official classes that convert, with the registry name of their sepzoo counterpart."""
 
@@ -62,6 +84,13 @@ OFFICIAL_ARGUMENTS: dict[str, tuple[str, ...]] = {
         "kernel_size", "stride", "context", "gelu", "glu", "norm_starts", "norm_groups", "dconv_mode",
         "dconv_depth", "dconv_comp", "dconv_attn", "dconv_lstm", "dconv_init", "normalize", "resample",
         "rescale", "samplerate", "segment",
+    ),
+    "hdemucs": (
+        "sources", "audio_channels", "channels", "channels_time", "growth", "nfft", "wiener_iters",
+        "end_iters", "wiener_residual", "cac", "depth", "rewrite", "hybrid", "hybrid_old", "multi_freqs",
+        "multi_freqs_depth", "freq_emb", "emb_scale", "emb_smooth", "kernel_size", "time_stride", "stride",
+        "context", "context_enc", "norm_starts", "norm_groups", "dconv_mode", "dconv_depth", "dconv_comp",
+        "dconv_attn", "dconv_lstm", "dconv_init", "rescale", "samplerate", "segment",
     ),
 }  # fmt: skip
 """The official constructors' arguments in order, to bind positional ``args``."""
@@ -225,8 +254,71 @@ def _prefixed(prefix: str, key: str | None) -> str | None:
     return None if key is None else f"{prefix}.{key}"
 
 
+def _with_defaults(name: str, kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """``kwargs`` completed with the defaults of our model's constructor."""
+    parameters = inspect.signature(get_model_class(name).__init__).parameters.values()
+    defaults = {p.name: p.default for p in parameters if p.default is not inspect.Parameter.empty}
+    return {**defaults, **kwargs}
+
+
+_HYBRID_ENCODER_NAMES = {"conv": "conv", "norm1": "norm", "rewrite": "rewrite", "norm2": "rewrite_norm"}
+_HYBRID_DECODER_NAMES = {
+    "conv_tr": "conv_transpose",
+    "norm2": "norm",
+    "rewrite": "rewrite",
+    "norm1": "rewrite_norm",
+}
+
+
+def _hybrid_demucs_mapper(kwargs: Mapping[str, Any]) -> Callable[[str], str | None]:
+    arguments = _with_defaults("hdemucs", kwargs)
+    depth = int(arguments["depth"])
+    plans = plan_layers(
+        int(arguments["nfft"]), depth, int(arguments["kernel_size"]), int(arguments["stride"]),
+        int(arguments["time_stride"]),
+    )  # fmt: skip
+    time_layers = sum(plan.frequency for plan in plans) if arguments["hybrid"] else 0
+    attention_from = int(arguments["dconv_attn"])
+    lstm_from = int(arguments["dconv_lstm"])
+    lists = {
+        "encoder": ("freq_encoder", depth, False, _HYBRID_ENCODER_NAMES),
+        "decoder": ("freq_decoder", depth, True, _HYBRID_DECODER_NAMES),
+        "tencoder": ("time_encoder", time_layers, False, _HYBRID_ENCODER_NAMES),
+        "tdecoder": ("time_decoder", time_layers, True, _HYBRID_DECODER_NAMES),
+    }
+
+    def layer(index: int, parts: list[str], names: Mapping[str, str]) -> str | None:
+        prefix = ""
+        if parts[0] == "layers" and len(parts) > 2 and parts[1].isdigit():
+            prefix, parts = f"bands.{parts[1]}.", parts[2:]
+        if parts[0] == "dconv":
+            if len(parts) < 4 or not parts[2].isdigit() or not parts[3].isdigit():
+                return None
+            branch = _branch_key(".".join(parts[1:]), index >= lstm_from, index >= attention_from)
+            return _prefixed(f"{prefix}residual", branch)
+        if parts[0] not in names or len(parts) < 2:
+            return None
+        return prefix + ".".join([names[parts[0]], *parts[1:]])
+
+    def rename(key: str) -> str | None:
+        parts = key.split(".")
+        if parts[:2] == ["freq_emb", "embedding"] and len(parts) == 3:
+            return f"freq_embedding.embedding.{parts[2]}"
+        if parts[0] not in lists or len(parts) < 3 or not parts[1].isdigit():
+            return None
+        ours, count, reverse, names = lists[parts[0]]
+        position = int(parts[1])
+        index = count - 1 - position if reverse else position
+        if not 0 <= index < count:
+            return None
+        return _prefixed(f"{ours}.{index}", layer(index, parts[2:], names))
+
+    return rename
+
+
 KEY_MAPPERS: dict[str, Callable[[Mapping[str, Any]], Callable[[str], str | None]]] = {
     "demucs": _demucs_mapper,
+    "hdemucs": _hybrid_demucs_mapper,
 }
 """For each converted model, a function of its kwargs returning the key mapping."""
 
