@@ -51,6 +51,25 @@ decoder ``rewrite``, ``norm1``                ``rewrite``, ``rewrite_norm``
 ``layers.b`` (a ``MultiWrap``'s band ``b``)   ``bands.b``
 ``freq_emb.embedding``                        ``freq_embedding.embedding``
 ============================================  =================================================
+
+For ``demucs.htdemucs.HTDemucs``, the encoders, decoders and frequency embedding map as for
+``HDemucs`` (its residual branches have no LSTM or attention), and:
+
+============================================  =================================================
+official                                      sepzoo
+============================================  =================================================
+``channel_upsampler``, ``channel_downsampler``  ``freq_to_transformer``, ``transformer_to_freq``
+``channel_upsampler_t``, ``..._downsampler_t``  ``time_to_transformer``, ``transformer_to_time``
+``crosstransformer.*``                        ``transformer.*``, as
+                                              ``sepzoo.models._cross_transformer.official_transformer_key_map``
+                                              documents (self/cross-attention layers per branch,
+                                              their norms, layer scales and feed-forward networks)
+============================================  =================================================
+
+HT Demucs packages record their ``segment`` (the training segment, e.g. ``Fraction(39, 5)``);
+sepzoo keeps it as the model's segment. The optimizer-only arguments (``t_weight_decay``,
+``t_lr``) and those of positional embeddings or sparse attention that sepzoo does not implement
+are dropped when they are inactive; a package that uses sparse attention is refused.
 """
 
 from __future__ import annotations
@@ -75,6 +94,7 @@ from sepzoo.models.hybrid_demucs import plan_layers
 OFFICIAL_CLASSES: dict[str, str] = {
     "demucs.demucs.Demucs": "demucs",
     "demucs.hdemucs.HDemucs": "hdemucs",
+    "demucs.htdemucs.HTDemucs": "htdemucs",
 }
 """Official classes that convert, with the registry name of their sepzoo counterpart."""
 
@@ -92,8 +112,38 @@ OFFICIAL_ARGUMENTS: dict[str, tuple[str, ...]] = {
         "context", "context_enc", "norm_starts", "norm_groups", "dconv_mode", "dconv_depth", "dconv_comp",
         "dconv_attn", "dconv_lstm", "dconv_init", "rescale", "samplerate", "segment",
     ),
+    "htdemucs": (
+        "sources", "audio_channels", "channels", "channels_time", "growth", "nfft", "wiener_iters",
+        "end_iters", "wiener_residual", "cac", "depth", "rewrite", "multi_freqs", "multi_freqs_depth",
+        "freq_emb", "emb_scale", "emb_smooth", "kernel_size", "time_stride", "stride", "context",
+        "context_enc", "norm_starts", "norm_groups", "dconv_mode", "dconv_depth", "dconv_comp", "dconv_init",
+        "bottom_channels", "t_layers", "t_emb", "t_hidden_scale", "t_heads", "t_dropout", "t_max_positions",
+        "t_norm_in", "t_norm_in_group", "t_group_norm", "t_norm_first", "t_norm_out", "t_max_period",
+        "t_weight_decay", "t_lr", "t_layer_scale", "t_gelu", "t_weight_pos_embed", "t_sin_random_shift",
+        "t_cape_mean_normalize", "t_cape_augment", "t_cape_glob_loc_scale", "t_sparse_self_attn",
+        "t_sparse_cross_attn", "t_mask_type", "t_mask_random_seed", "t_sparse_attn_window", "t_global_window",
+        "t_sparsity", "t_auto_sparsity", "t_cross_first", "rescale", "samplerate", "segment",
+        "use_train_segment",
+    ),
 }  # fmt: skip
 """The official constructors' arguments in order, to bind positional ``args``."""
+
+OFFICIAL_DEFAULTS: dict[str, dict[str, Any]] = {
+    "htdemucs": {"bottom_channels": 0, "segment": 10.0},
+}
+"""Defaults of the official constructors where ours differ (ours are the published models')."""
+
+TRAINING_ONLY_ARGUMENTS: dict[str, dict[str, Any]] = {
+    "htdemucs": {
+        "t_weight_decay": None, "t_lr": None, "t_cape_mean_normalize": None, "t_cape_augment": None,
+        "t_cape_glob_loc_scale": None, "t_mask_random_seed": None, "t_sparse_attn_window": None,
+        "t_global_window": None, "t_sparsity": None, "t_mask_type": None,
+        "t_sparse_self_attn": False, "t_sparse_cross_attn": False, "t_auto_sparsity": False,
+    },
+}  # fmt: skip
+"""Official arguments that sepzoo's model does not take: those that only steer the optimizer or
+the positional embeddings sepzoo does not implement are dropped (``None``); the others must hold
+the given value (sparse attention is not supported) or the package is refused."""
 
 _RENAMED_ARGUMENTS = {"samplerate": "sample_rate"}
 MODEL_SUFFIX = ".th"
@@ -153,13 +203,17 @@ def _our_kwargs(name: str, args: Any, kwargs: Any, source: str | Path) -> dict[s
         raise CheckpointError(f"{source}: the package's args/kwargs are not a list and a dict")
     if len(args) > len(order):
         raise CheckpointError(f"{source}: {len(args)} positional arguments, but {name} takes {len(order)}")
-    merged = dict(zip(order, args))
+    merged = {**OFFICIAL_DEFAULTS.get(name, {}), **dict(zip(order, args))}
     for key, value in kwargs.items():
         if key not in order:
             hint = closest(str(key), order)
             suggestion = f"; did you mean {hint[0]!r}?" if hint else ""
             raise CheckpointError(f"{source}: unknown argument {key!r} of the official {name}{suggestion}")
         merged[key] = value
+    for key, required in TRAINING_ONLY_ARGUMENTS.get(name, {}).items():
+        value = merged.pop(key, required)
+        if required is not None and value != required:
+            raise CheckpointError(f"{source}: {key}={value!r} is not supported (only {required!r} converts)")
     ours = {_RENAMED_ARGUMENTS.get(key, key): value for key, value in merged.items()}
     if "sources" in ours:
         ours["sources"] = [str(s) for s in ours["sources"]]
@@ -270,16 +324,18 @@ _HYBRID_DECODER_NAMES = {
 }
 
 
-def _hybrid_demucs_mapper(kwargs: Mapping[str, Any]) -> Callable[[str], str | None]:
-    arguments = _with_defaults("hdemucs", kwargs)
+def _hybrid_demucs_mapper(kwargs: Mapping[str, Any], name: str = "hdemucs") -> Callable[[str], str | None]:
+    arguments = _with_defaults(name, kwargs)
+    hybrid = bool(arguments.get("hybrid", True))
     depth = int(arguments["depth"])
     plans = plan_layers(
         int(arguments["nfft"]), depth, int(arguments["kernel_size"]), int(arguments["stride"]),
         int(arguments["time_stride"]),
     )  # fmt: skip
-    time_layers = sum(plan.frequency for plan in plans) if arguments["hybrid"] else 0
-    attention_from = int(arguments["dconv_attn"])
-    lstm_from = int(arguments["dconv_lstm"])
+    time_layers = sum(plan.frequency for plan in plans) if hybrid else 0
+    # HT Demucs's residual branches have neither attention nor LSTMs.
+    attention_from = int(arguments.get("dconv_attn", depth))
+    lstm_from = int(arguments.get("dconv_lstm", depth))
     lists = {
         "encoder": ("freq_encoder", depth, False, _HYBRID_ENCODER_NAMES),
         "decoder": ("freq_decoder", depth, True, _HYBRID_DECODER_NAMES),
@@ -316,9 +372,45 @@ def _hybrid_demucs_mapper(kwargs: Mapping[str, Any]) -> Callable[[str], str | No
     return rename
 
 
+_HT_CHANNEL_SAMPLERS = {
+    "channel_upsampler": "freq_to_transformer",
+    "channel_downsampler": "transformer_to_freq",
+    "channel_upsampler_t": "time_to_transformer",
+    "channel_downsampler_t": "transformer_to_time",
+}
+
+
+def _ht_demucs_mapper(kwargs: Mapping[str, Any]) -> Callable[[str], str | None]:
+    from sepzoo.models._cross_transformer import official_transformer_key_map
+
+    arguments = _with_defaults("htdemucs", kwargs)
+    hybrid_rename = _hybrid_demucs_mapper(kwargs, name="htdemucs")
+    transformer_keys = {}
+    if arguments["t_layers"]:
+        transformer_keys = official_transformer_key_map(
+            int(arguments["t_layers"]), norm_in=arguments["t_norm_in"],
+            norm_in_group=arguments["t_norm_in_group"], norm_out=arguments["t_norm_out"],
+            norm_first=arguments["t_norm_first"],
+            group_norm=arguments["t_group_norm"], layer_scale=arguments["t_layer_scale"],
+            cross_first=arguments["t_cross_first"], emb=arguments["t_emb"],
+        )  # fmt: skip
+
+    def rename(key: str) -> str | None:
+        head, _, rest = key.partition(".")
+        if head in _HT_CHANNEL_SAMPLERS and rest in ("weight", "bias"):
+            return f"{_HT_CHANNEL_SAMPLERS[head]}.{rest}"
+        if head == "crosstransformer":
+            mapped = transformer_keys.get(rest)
+            return None if mapped is None else f"transformer.{mapped}"
+        return hybrid_rename(key)
+
+    return rename
+
+
 KEY_MAPPERS: dict[str, Callable[[Mapping[str, Any]], Callable[[str], str | None]]] = {
     "demucs": _demucs_mapper,
     "hdemucs": _hybrid_demucs_mapper,
+    "htdemucs": _ht_demucs_mapper,
 }
 """For each converted model, a function of its kwargs returning the key mapping."""
 
@@ -353,6 +445,10 @@ def _convert_bag(path: Path) -> BagOfModels:
         if not isinstance(segment, (int, float)) or not math.isfinite(segment) or segment <= 0:
             raise CheckpointError(f"{path}: segment must be a positive number of seconds, got {segment!r}")
         for member in members:
+            # As the official bags do: a model trained on one segment (HT Demucs) keeps it
+            # unless the bag asks for a shorter one.
+            if member.max_segment is not None and segment > member.max_segment:
+                continue
             member.segment = float(segment)
             member._init_kwargs["segment"] = float(segment)
     try:

@@ -29,6 +29,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -509,6 +510,9 @@ class HybridDemucs(Separator):
     """
 
     domain = "hybrid"
+    branches_merge: ClassVar[bool] = True
+    """Whether the two branches must merge into shared innermost layers (HT Demucs joins them
+    with a transformer instead)."""
     test_kwargs = {
         "channels": 8,
         "depth": 4,
@@ -685,8 +689,8 @@ class HybridDemucs(Separator):
                 f"got {wiener_iters} and {end_iters}"
             )
 
-    @staticmethod
     def _check_plans(
+        self,
         plans: list[LayerPlan],
         hybrid: bool,
         stride: int,
@@ -695,7 +699,7 @@ class HybridDemucs(Separator):
         multi_freqs_depth: int,
         norm_starts: int,
     ) -> None:
-        if hybrid:
+        if hybrid and self.branches_merge:
             merges = [index for index, plan in enumerate(plans) if plan.last_frequency]
             if not merges:
                 raise ValueError(
@@ -764,7 +768,7 @@ class HybridDemucs(Separator):
                 x = x + self.freq_emb * self.freq_embedding(x.shape[-2])[None, :, :, None]
             skips.append(x)
 
-        x = torch.zeros_like(x)
+        x, xt = self._bottleneck(x, xt if self.hybrid else None)
         for index in reversed(range(self.depth)):
             x, before = self.freq_decoder[index](x, skips.pop(), lengths.pop())  # B, C_l-1, Fr, N
             if index < len(self.time_decoder):
@@ -783,6 +787,13 @@ class HybridDemucs(Separator):
             xt = xt.view(batch, sources, -1, length)  # B, S, C, T
             out = out + xt * time_std[:, None] + time_mean[:, None]
         return out
+
+    def _bottleneck(self, freq: Tensor, time: Tensor | None) -> tuple[Tensor, Tensor | None]:
+        """What the decoders start from, given the innermost encodings of both branches.
+
+        Hybrid Demucs starts from zeros: the signal reaches the decoders through the skips.
+        """
+        return torch.zeros_like(freq), time
 
     def _spectrogram(self, mix: Tensor) -> Tensor:
         """The STFT ``[B, C, nfft / 2, N]`` of ``mix`` without its top bin."""
