@@ -5,6 +5,7 @@ training segment is kept with the model."""
 from __future__ import annotations
 
 from fractions import Fraction
+from pathlib import Path
 
 import pytest
 import torch
@@ -160,3 +161,45 @@ def test_sparse_attention_packages_are_refused(tmp_path):
     torch.save(package, tmp_path / "sparse.th")
     with pytest.raises(CheckpointError, match="t_sparse_self_attn=True is not supported"):
         convert_file(tmp_path / "sparse.th")
+
+
+def test_a_converted_model_evaluates_and_fine_tunes(tmp_path, toy_root):
+    from sepzoo.cli.main import main
+    from sepzoo.train import train
+
+    ours = convert(official_ht(HT_SETTINGS["published-shape"]), tmp_path / "ht.th")
+    model_file = save_model_file(ours, tmp_path / "ht.sepzoo")
+    assert main(["eval", "-n", str(model_file), "--root", str(toy_root), "-o", str(tmp_path / "eval")]) == 0
+    assert len(list((tmp_path / "eval" / "test").glob("*.json"))) == 2
+
+    model_settings = {
+        k: v for k, v in ours.init_kwargs.items() if k not in ("sources", "sample_rate", "audio_channels")
+    }
+    recipe = tmp_path / "finetune.yaml"
+    recipe.write_text(
+        yaml.safe_dump(
+            {
+                "extends": str(Path(__file__).resolve().parents[1] / "recipes" / "base.yaml"),
+                "model": {"name": "htdemucs", **model_settings},
+                "data": {"name": "musdb", "root": str(toy_root), "segment": 0.5, "batch_size": 2,
+                         "num_workers": 0, "samples_per_epoch": 4, "valid": "train-tail",
+                         "valid_max_seconds": 1.0},
+                "trainer": {"max_steps": 2, "accelerator": "cpu", "precision": "32-true",
+                            "enable_progress_bar": False},
+                "train": {"init_from": str(model_file), "audio_examples": 0},
+                "logger": {"name": "csv"},
+                "run": {"root": str(tmp_path / "runs")},
+            }
+        )
+    )  # fmt: skip
+    run_dir = train(recipe)
+    tuned = load_model_file(save_model_file(load_separator_from(run_dir), tmp_path / "tuned.sepzoo"))
+    assert tuned.segment == 0.5
+    changed = [k for k, v in tuned.state_dict().items() if not torch.equal(v, ours.state_dict()[k])]
+    assert changed, "two steps of fine-tuning moved the weights"
+
+
+def load_separator_from(run_dir):
+    from sepzoo.checkpoint import load_separator
+
+    return load_separator(run_dir / "checkpoints" / "last.ckpt")
