@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 import tqdm
@@ -28,6 +29,8 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from sepzoo.models.base import Separator
+
+T = TypeVar("T")
 
 MAX_SHIFT_SECONDS = 0.5
 """Largest random time shift of the shift trick, in seconds."""
@@ -542,26 +545,28 @@ def _apply_chunked(model: Separator, mix: Tensor, references: Tensor | None, set
     device = _model_device(model, settings.device)
     batch, channels = mix.shape[:2]
     accumulator = OverlapAdd([batch, len(model.sources), channels], length, window, device=mix.device)
-    by_length: dict[int, list[int]] = {}
+    # Chunks that reach the model at the same length run in one batch, short last ones included.
+    by_padded_length: dict[int, list[tuple[int, int]]] = {}
     for offset in offsets:
-        by_length.setdefault(min(segment_length, length - offset), []).append(offset)
+        chunk_length = min(segment_length, length - offset)
+        padded_length = model.valid_length(segment_length if model.fixed_chunk_length else chunk_length)
+        if padded_length < chunk_length:
+            raise ValueError(
+                f"{_model_name(model)}.valid_length({chunk_length}) returned {padded_length}, "
+                "which is shorter"
+            )
+        by_padded_length.setdefault(padded_length, []).append((offset, chunk_length))
     bar = tqdm.tqdm(total=len(offsets), unit="chunk", disable=not settings.progress, leave=False)
     with bar:
-        for chunk_length, same_length in by_length.items():
-            padded_length = model.valid_length(segment_length if model.fixed_chunk_length else chunk_length)
-            if padded_length < chunk_length:
-                raise ValueError(
-                    f"{_model_name(model)}.valid_length({chunk_length}) returned {padded_length}, "
-                    "which is shorter"
-                )
-            for group in _groups(same_length, settings.batch_size):
-                chunk_mix = torch.cat([extract_chunk(mix, o, chunk_length, padded_length) for o in group])
+        for padded_length, chunks in by_padded_length.items():
+            for group in _groups(chunks, settings.batch_size):
+                chunk_mix = torch.cat([extract_chunk(mix, o, n, padded_length) for o, n in group])
                 chunk_references = None
                 if references is not None:
-                    pieces = [extract_chunk(references, o, chunk_length, padded_length) for o in group]
+                    pieces = [extract_chunk(references, o, n, padded_length) for o, n in group]
                     chunk_references = torch.cat(pieces)
                 out = _call_model(model, chunk_mix, chunk_references, device)  # len(group) * B, S, C, T'
-                for index, offset in enumerate(group):
+                for index, (offset, chunk_length) in enumerate(group):
                     piece = out[index * batch : (index + 1) * batch]
                     accumulator.add(center_crop(piece, chunk_length), offset)
                 bar.update(len(group))
@@ -580,9 +585,9 @@ def _check_segment(model: Separator, segment_length: int) -> None:
         )
 
 
-def _groups(offsets: Sequence[int], size: int) -> Iterator[Sequence[int]]:
-    for start in range(0, len(offsets), size):
-        yield offsets[start : start + size]
+def _groups(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
 
 
 def _call_model(model: Separator, mix: Tensor, references: Tensor | None, device: torch.device) -> Tensor:

@@ -232,9 +232,22 @@ class _AttentionLayer(nn.Module):
         self.feedforward_scale = LayerScale(dim) if layer_scale else nn.Identity()
 
     def _attend(self, query: Tensor, context: Tensor) -> Tensor:
-        # Key and value must be the same tensor object: torch then packs their projections
-        # (and, for self-attention at inference, takes its fused fast path) like the reference.
-        return self.attention_dropout(self.attention(query, context, context, need_weights=False)[0])
+        # nn.MultiheadAttention's maths on its own parameters, through scaled_dot_product_attention:
+        # its fused kernels serve cross-attention too, where the module's fast path falls back to
+        # an explicit softmax over the full score matrix.
+        attention = self.attention
+        dim = query.shape[-1]
+        if query is context:
+            projected = F.linear(query, attention.in_proj_weight, attention.in_proj_bias)  # B, T, 3C
+            queries, keys, values = projected.chunk(3, dim=-1)
+        else:
+            weight, bias = attention.in_proj_weight, attention.in_proj_bias
+            queries = F.linear(query, weight[:dim], bias[:dim])  # B, Tq, C
+            keys, values = F.linear(context, weight[dim:], bias[dim:]).chunk(2, dim=-1)  # B, Tk, C
+        heads = [t.unflatten(-1, (attention.num_heads, -1)).transpose(1, 2) for t in (queries, keys, values)]
+        dropout = attention.dropout if self.training else 0.0
+        attended = F.scaled_dot_product_attention(*heads, dropout_p=dropout)  # B, H, Tq, C/H
+        return self.attention_dropout(attention.out_proj(attended.transpose(1, 2).flatten(2)))  # B, Tq, C
 
     def _finish(self, x: Tensor) -> Tensor:
         """Feed-forward half of the layer, given the residual stream after attention."""

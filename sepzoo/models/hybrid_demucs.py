@@ -70,6 +70,12 @@ def pad_reflect(x: Tensor, left: int, right: int) -> Tensor:
     return F.pad(x, (left, right), mode="reflect")
 
 
+def _fast_layout(x: Tensor) -> Tensor:
+    """Frequency-branch features in channels-last memory order, in which the CPU's 2-D
+    convolutions over ``[B, C, Fr, T]`` run about twice as fast; other tensors as they are."""
+    return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
+
+
 def _per_frequency(branch: nn.Module, x: Tensor) -> Tensor:
     """Run a time-axis module on every frequency row of ``x`` (``[B, C, Fr, T]``) separately."""
     batch, channels, frequencies, frames = x.shape
@@ -186,7 +192,7 @@ class HybridEncoderLayer(nn.Module):
             if x.dim() == 4:
                 x = x.flatten(1, 2)  # B, C_in, T
             x = F.pad(x, (0, -x.shape[-1] % self.stride))
-        y = self.conv(x)  # B, C, Fr', T  or  B, C, T'
+        y = self.conv(_fast_layout(x))  # B, C, Fr', T  or  B, C, T'
         if self.conv_only:
             return y
         if inject is not None:
@@ -197,7 +203,7 @@ class HybridEncoderLayer(nn.Module):
         if self.residual is not None:
             y = _per_frequency(self.residual, y) if self.frequency else self.residual(y)
         if self.rewrite is not None:
-            y = F.glu(self.rewrite_norm(self.rewrite(y)), dim=1)
+            y = F.glu(self.rewrite_norm(self.rewrite(_fast_layout(y))), dim=1)
         return y
 
 
@@ -284,10 +290,10 @@ class HybridDecoderLayer(nn.Module):
         else:
             y = x + skip
             if self.rewrite is not None:
-                y = F.glu(self.rewrite_norm(self.rewrite(y)), dim=1)
+                y = F.glu(self.rewrite_norm(self.rewrite(_fast_layout(y))), dim=1)
             if self.residual is not None:
                 y = _per_frequency(self.residual, y) if self.frequency else self.residual(y)
-        z = self.norm(self.conv_transpose(y))  # B, C_out, Fr', T  or  B, C_out, T'
+        z = self.norm(self.conv_transpose(_fast_layout(y)))  # B, C_out, Fr', T  or  B, C_out, T'
         if self.frequency:
             if self.trim:
                 z = z[..., self.trim : -self.trim, :]
