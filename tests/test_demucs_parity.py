@@ -16,6 +16,7 @@ from demucs.demucs import Demucs as OfficialDemucs
 from demucs.states import load_model as official_load_model
 from demucs.states import serialize_model
 from omegaconf import OmegaConf
+from parity import randomize, relative_error
 
 from sepzoo.checkpoint import load_separator
 from sepzoo.convert.demucs import convert_file
@@ -41,21 +42,6 @@ DEMUCS_SETTINGS = {
         dconv_depth=-2, dconv_comp=2, stride=2, kernel_size=6, samplerate=22050, segment=3,
     ),
 }  # fmt: skip
-
-
-def relative_error(ours: torch.Tensor, theirs: torch.Tensor) -> float:
-    return float((ours - theirs).norm() / theirs.norm())
-
-
-def randomize(model: torch.nn.Module, seed: int) -> torch.nn.Module:
-    """Redraw every parameter so that norms, biases and layer scales are far from their defaults."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for parameter in model.parameters():
-            scale = parameter.detach().std() if parameter.numel() > 1 else torch.tensor(0.1)
-            noise = torch.randn(parameter.shape, generator=generator) * (scale if scale > 0 else 0.1)
-            parameter.add_(noise)
-    return model.eval()
 
 
 def save_package(model: torch.nn.Module, path: Path, half: bool = False) -> Path:

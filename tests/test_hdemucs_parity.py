@@ -11,6 +11,7 @@ from demucs.states import load_model as official_load_model
 from demucs.states import serialize_model
 from demucs.wiener import wiener as official_wiener
 from omegaconf import OmegaConf
+from parity import randomize, relative_error
 
 from sepzoo.convert.demucs import convert_file
 from sepzoo.errors import CheckpointError
@@ -58,22 +59,6 @@ HDEMUCS_SETTINGS = {
         sources=FOUR, channels=8, depth=3, nfft=256, cac=False, wiener_iters=-1, end_iters=-1
     ),
 }  # fmt: skip
-
-
-def relative_error(ours: torch.Tensor, theirs: torch.Tensor) -> float:
-    return float((ours - theirs).norm() / theirs.norm())
-
-
-def randomize(model: torch.nn.Module, seed: int) -> torch.nn.Module:
-    """Redraw every parameter so that norms, biases, layer scales and embeddings are far from their
-    initial values."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for parameter in model.parameters():
-            scale = parameter.detach().std() if parameter.numel() > 1 else torch.tensor(0.1)
-            noise = torch.randn(parameter.shape, generator=generator) * (scale if scale > 0 else 0.1)
-            parameter.add_(noise)
-    return model.eval()
 
 
 def official_hdemucs(settings: dict, seed: int = 0) -> OfficialHDemucs:

@@ -16,6 +16,7 @@ from demucs.htdemucs import HTDemucs as OfficialHTDemucs
 from demucs.states import load_model as official_load_model
 from demucs.states import serialize_model
 from omegaconf import OmegaConf
+from parity import randomize, relative_error
 
 from sepzoo.checkpoint import load_model_file, save_model_file
 from sepzoo.convert.demucs import convert_file
@@ -44,19 +45,10 @@ HT_SETTINGS = {
 }  # fmt: skip
 
 
-def relative_error(ours: torch.Tensor, theirs: torch.Tensor) -> float:
-    return float((ours - theirs).norm() / theirs.norm())
-
-
 def official_ht(settings: dict, seed: int = 0) -> OfficialHTDemucs:
     torch.manual_seed(seed)
     model = OfficialHTDemucs(**settings)
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for parameter in model.parameters():
-            scale = parameter.detach().std() if parameter.numel() > 1 else torch.tensor(0.1)
-            parameter.add_(torch.randn(parameter.shape, generator=generator) * (scale if scale > 0 else 0.1))
-    return model.eval()
+    return randomize(model, seed)
 
 
 def convert(model: OfficialHTDemucs, path, half: bool = False):

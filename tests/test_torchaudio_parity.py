@@ -7,6 +7,7 @@ import sys
 
 import pytest
 import torch
+from parity import randomize, relative_error
 from torchaudio.models import HDemucs as TorchaudioHDemucs
 
 from sepzoo.checkpoint import load_separator
@@ -20,16 +21,7 @@ FOUR = ["drums", "bass", "other", "vocals"]
 def torchaudio_model(sources: list[str], seed: int = 0, **settings) -> TorchaudioHDemucs:
     torch.manual_seed(seed)
     model = TorchaudioHDemucs(sources, **settings)
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for parameter in model.parameters():
-            scale = parameter.detach().std() if parameter.numel() > 1 else torch.tensor(0.1)
-            parameter.add_(torch.randn(parameter.shape, generator=generator) * (scale if scale > 0 else 0.1))
-    return model.eval()
-
-
-def relative_error(ours: torch.Tensor, theirs: torch.Tensor) -> float:
-    return float((ours - theirs).norm() / theirs.norm())
+    return randomize(model, seed)
 
 
 @pytest.mark.parametrize(
