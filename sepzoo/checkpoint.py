@@ -394,7 +394,7 @@ def model_from_file_content(content: Mapping[str, Any], path: str | Path) -> Sep
             raise CheckpointError(f"{path}: bag member {index} is a {type(member).__name__}, not a dict")
         models.append(model_from_package(member, f"{path} (bag member {index})"))
     try:
-        return BagOfModels(models, content.get("weights"))
+        return BagOfModels(models, content.get("weights"), content.get("sources"))
     except ValueError as exc:
         raise CheckpointError(f"{path}: {exc}") from None
 

@@ -63,6 +63,7 @@ TOP_LEVEL_KEYS: tuple[str, ...] = (
     "name",
     "seed",
     "sources",
+    "targets",
     "sample_rate",
     "audio_channels",
     "model",
@@ -214,6 +215,7 @@ _TOP_LEVEL_TYPES: dict[str, Any] = {
     "name": str,
     "seed": int,
     "sources": list[str],
+    "targets": list[str] | None,
     "sample_rate": int,
     "audio_channels": int,
 }
@@ -417,7 +419,9 @@ class Recipe:
         name: The recipe name (the file's stem unless the recipe sets ``name``).
         path: The recipe file (``None`` when built from a dict).
         seed: Random seed.
-        sources: Stem names, in model output order.
+        sources: The data's stem names; the mixture is their sum.
+        targets: The stems the model estimates, in its output order: ``sources`` unless the
+            recipe names a subset (e.g. ``targets: [vocals]`` for a one-target model).
         sample_rate: Sample rate in Hz.
         audio_channels: Number of audio channels.
         model: Registered model name and init arguments.
@@ -437,6 +441,7 @@ class Recipe:
     path: Path | None
     seed: int
     sources: list[str]
+    targets: list[str]
     sample_rate: int
     audio_channels: int
     model: NamedSpec
@@ -937,6 +942,7 @@ def _default_layer() -> _Layer:
     values: dict[str, Any] = {
         "seed": 0,
         "sources": list(DEFAULT_SOURCES),
+        "targets": None,
         "sample_rate": 44100,
         "audio_channels": 2,
         "loss": {"name": "l1"},
@@ -1100,6 +1106,9 @@ class _Validator:
             "name": config["name"],
             "seed": config["seed"],
             "sources": list(config["sources"]),
+            # Written only when it narrows the sources, so that the hash of every run that
+            # estimates all of its sources does not depend on this key.
+            **({"targets": list(config["targets"])} if config["targets"] != config["sources"] else {}),
             "sample_rate": config["sample_rate"],
             "audio_channels": config["audio_channels"],
             "model": {"name": model.name, **model.kwargs},
@@ -1117,6 +1126,7 @@ class _Validator:
             path=path,
             seed=config["seed"],
             sources=list(config["sources"]),
+            targets=list(config["targets"]),
             sample_rate=config["sample_rate"],
             audio_channels=config["audio_channels"],
             model=model,
@@ -1152,6 +1162,21 @@ class _Validator:
         duplicates = sorted({s for s in sources if sources.count(s) > 1})
         if duplicates:
             raise self.fail("sources", f"source names must be unique; repeated: {', '.join(duplicates)}")
+        targets = config.get("targets")
+        if targets is None:
+            config["targets"] = list(sources)
+            return
+        if not targets:
+            raise self.fail("targets", "expected at least one source name (or leave it out for all sources)")
+        repeated = sorted({s for s in targets if targets.count(s) > 1})
+        if repeated:
+            raise self.fail("targets", f"target names must be unique; repeated: {', '.join(repeated)}")
+        for target in targets:
+            if target not in sources:
+                raise self.fail(
+                    "targets",
+                    f"{target!r} is not one of the sources {sources}{suggestion(target, sources)}",
+                )
 
     def check_ranges(self, config: dict[str, Any]) -> None:
         for dotted, (accepts, expected) in _RANGES.items():
@@ -1196,11 +1221,11 @@ class _Validator:
         self.check_kwargs(section, name, target_kind, target, kwargs)
         if section == "loss" and isinstance(kwargs.get("weights"), dict):
             for source in kwargs["weights"]:
-                if source not in config["sources"]:
+                if source not in config["targets"]:
                     raise self.fail(
                         f"loss.weights.{source}",
-                        f"{source!r} is not one of the sources {config['sources']}"
-                        f"{suggestion(source, config['sources'])}",
+                        f"{source!r} is not one of the targets {config['targets']}"
+                        f"{suggestion(source, config['targets'])}",
                     )
         return NamedSpec(name, kwargs)
 
@@ -1215,13 +1240,15 @@ class _Validator:
         for key in _SHARED_MODEL_KEYS:
             if key not in hints:
                 continue
+            # The model estimates the targets; the data holds every source of the mixture.
+            top = "targets" if (section, key) == ("model", "sources") else key
             if key not in values:
-                values[key] = config[key]
-            elif values[key] != config[key] and check_value_type(values[key], hints[key]):
+                values[key] = config[top]
+            elif values[key] != config[top] and check_value_type(values[key], hints[key]):
                 raise self.fail(
                     f"{section}.{key}",
-                    f"{values[key]!r} differs from the top-level {key} {config[key]!r}; "
-                    f"set it once at the top level (or write `{section}.{key}: ${{{key}}}`)",
+                    f"{values[key]!r} differs from the top-level {top} {config[top]!r}; "
+                    f"set it once at the top level (or write `{section}.{key}: ${{{top}}}`)",
                 )
         return values
 
@@ -1293,7 +1320,7 @@ class _Validator:
 
 
 _SUPPLIED: dict[str, dict[str, str]] = {
-    "loss": {"sources": "the loss gets the top-level `sources`"},
+    "loss": {"sources": "the loss gets the top-level `targets`"},
     "optimizer": {"params": "sepzoo passes the model's parameters"},
     "scheduler": {"optimizer": "sepzoo passes the optimizer"},
 }

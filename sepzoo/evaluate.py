@@ -14,6 +14,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from sepzoo import DEFAULT_SOURCES
 from sepzoo.errors import DataError, OutputExistsError, SepzooError
 
 TOY_MARKER = "README.txt"
@@ -40,6 +41,20 @@ def find_tracks(root: Path, subset: str, sources: list[str]) -> list[Any]:
         module = MusdbDataModule(root=str(root), sources=sources, is_wav=False, subset_test=subset)
         return list(module.test_tracks())
     return scan_stem_folder(folder, sources)
+
+
+def mixture_sources(model_sources: list[str]) -> list[str]:
+    """The stems whose sum is the mixture a model is scored on.
+
+    A model that estimates some of the four MUSDB sources (a one-target model) still hears the
+    mixture of all four; any other model hears the sum of its own sources.
+
+    Args:
+        model_sources: The sources the model estimates.
+    """
+    if set(model_sources) < set(DEFAULT_SOURCES):
+        return list(model_sources) + [s for s in DEFAULT_SOURCES if s not in model_sources]
+    return list(model_sources)
 
 
 def is_toy_dataset(root: Path) -> bool:
@@ -95,13 +110,14 @@ def evaluate(
     results_dir = out / subset
     _prepare_out(out, results_dir, force)
     model = load_separator(model_spec).to(device).eval()
-    tracks = find_tracks(root, subset, list(model.sources))[: max_tracks or None]
+    all_sources = mixture_sources(list(model.sources))
+    targets = [all_sources.index(s) for s in model.sources]
+    tracks = find_tracks(root, subset, all_sources)[: max_tracks or None]
     per_track: dict[str, dict[str, Any]] = {}
     for track in tqdm(tracks, desc="eval", unit="track"):
-        stems = read_stems(
-            track, list(model.sources), 0, track.frames, model.sample_rate, model.audio_channels
-        )
-        mix = stems.sum(0)  # C, T
+        every_stem = read_stems(track, all_sources, 0, track.frames, model.sample_rate, model.audio_channels)
+        mix = every_stem.sum(0)  # C, T
+        stems = every_stem[targets]  # S, C, T
         estimate = apply_model(
             model,
             mix,

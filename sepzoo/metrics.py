@@ -168,7 +168,7 @@ class NSDR(torchmetrics.Metric):
 
     def compute_dict(self) -> dict[str, float]:
         """The mean score of each source by name, and their mean under ``"mean"``."""
-        values = self.compute()
+        values = self.compute().reshape(-1)  # torchmetrics squeezes a single source's score
         result = {name: float(value) for name, value in zip(self.sources, values.tolist())}
         result["mean"] = float(values.mean())
         return result

@@ -92,6 +92,9 @@ class SeparationTask(L.LightningModule):
             (Default: ``2``)
         model_name: The model's registry name, saved in checkpoints. (Default: the class's)
         config: The resolved recipe, saved in checkpoints. (Default: ``None``)
+        data_sources: The stems of each batch, in the data's order: their sum is the mixture,
+            and the model's sources (all of them, or a subset for a one-target model) are the
+            targets. (Default: ``None``, the model's sources)
     """
 
     def __init__(
@@ -105,6 +108,7 @@ class SeparationTask(L.LightningModule):
         audio_examples: int = 2,
         model_name: str | None = None,
         config: dict[str, Any] | None = None,
+        data_sources: list[str] | None = None,
     ) -> None:
         super().__init__()
         self.model = model
@@ -116,6 +120,7 @@ class SeparationTask(L.LightningModule):
         self.audio_examples = audio_examples
         self.model_name = model_name or model.registry_name
         self.config = config or {}
+        self.target_indices = _target_indices(list(model.sources), data_sources)
         self.valid_nsdr = NSDR(model.sources)
         self.valid_mixture_nsdr = NSDR(model.sources)
         self._samples_in_epoch = 0
@@ -142,12 +147,19 @@ class SeparationTask(L.LightningModule):
         # resumed from that checkpoint skips this many samples of the epoch.
         self._samples_in_epoch += int(stems.shape[0]) * self.trainer.world_size
         mix = stems.sum(dim=1)  # B, C, T
-        estimate = self.model(mix, stems if self.model.needs_references else None)  # B, S, C, T
-        total, per_source = self.loss(estimate, stems)
+        targets = self._targets(stems)  # B, S, C, T
+        estimate = self.model(mix, targets if self.model.needs_references else None)  # B, S, C, T
+        total, per_source = self.loss(estimate, targets)
         self.log("train/loss", total, prog_bar=True, batch_size=stems.shape[0])
         for name, value in zip(self.model.sources, per_source):
             self.log(f"train/loss_{name}", value, batch_size=stems.shape[0])
         return total
+
+    def _targets(self, stems: Tensor) -> Tensor:
+        """The stems the model estimates, out of all the data's stems ``[B, S_data, C, T]``."""
+        if self.target_indices is None:
+            return stems
+        return stems[:, self.target_indices]
 
     def on_train_epoch_start(self) -> None:
         # A run resumed mid-epoch starts its first epoch with the samples it already used.
@@ -168,8 +180,8 @@ class SeparationTask(L.LightningModule):
         """
         if bool(batch.get("padding", False)):
             return  # a placeholder that evens out the ranks' step counts; never scored
-        stems = batch["stems"]  # 1, S, C, T
-        mix = stems.sum(dim=1)  # 1, C, T
+        mix = batch["stems"].sum(dim=1)  # 1, C, T
+        stems = self._targets(batch["stems"])  # 1, S, C, T
         estimate = apply_model(
             self.model,
             mix,
@@ -191,8 +203,9 @@ class SeparationTask(L.LightningModule):
         if self._swapped_out is not None:
             self.model.load_state_dict(self._swapped_out)
             self._swapped_out = None
-        scores = self.valid_nsdr.compute()
-        mixture_scores = self.valid_mixture_nsdr.compute()
+        # torchmetrics hands back a 0-d tensor for a one-source model: keep one score per source.
+        scores = self.valid_nsdr.compute().reshape(-1)
+        mixture_scores = self.valid_mixture_nsdr.compute().reshape(-1)
         for name, value, mixture in zip(self.model.sources, scores, mixture_scores):
             self.log(f"valid/nSDR_{name}", value.float())
             self.log(f"valid/mixture_nSDR_{name}", mixture.float())
@@ -230,3 +243,13 @@ class SeparationTask(L.LightningModule):
         if position and datamodule is not None and hasattr(datamodule, "set_position"):
             datamodule.set_position(int(position["epoch"]), int(position["samples"]))
             self._resumed_samples = int(position["samples"])
+
+
+def _target_indices(model_sources: list[str], data_sources: list[str] | None) -> list[int] | None:
+    """Positions of the model's sources among the data's, or ``None`` when they are the same list."""
+    if data_sources is None or list(data_sources) == model_sources:
+        return None
+    missing = [s for s in model_sources if s not in data_sources]
+    if missing:
+        raise ValueError(f"model sources {missing} are not among the data's sources {list(data_sources)}")
+    return [list(data_sources).index(s) for s in model_sources]

@@ -64,9 +64,11 @@ def build_components(recipe: Recipe) -> tuple[Any, Any]:
         _load_initial_weights(model, recipe.train.init_from, recipe.train.init_strict)
     datamodule = DATASETS.get(recipe.data.name)(**recipe.data.kwargs)
     data_sources = list(getattr(datamodule, "sources", model.sources))
-    if data_sources != list(model.sources):
+    missing = [s for s in model.sources if s not in data_sources]
+    if missing:
         raise ConfigError(
-            f"{recipe.path}: data.sources {data_sources} differ from model.sources {list(model.sources)}"
+            f"{recipe.path}: model.sources {list(model.sources)} name {missing}, which data.sources "
+            f"{data_sources} lack"
         )
     loss = build_loss(recipe.loss.name, list(model.sources), **recipe.loss.kwargs)
     task = SeparationTask(
@@ -79,6 +81,7 @@ def build_components(recipe: Recipe) -> tuple[Any, Any]:
         audio_examples=recipe.train.audio_examples,
         model_name=recipe.model.name,
         config=recipe.resolved,
+        data_sources=data_sources,
     )
     return datamodule, task
 

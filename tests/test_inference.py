@@ -364,10 +364,45 @@ def test_bag_forward_matches_apply_model(mix):
     torch.testing.assert_close(apply_model(bag, mix), direct, atol=1e-5, rtol=0)
 
 
+def test_one_target_members_make_one_bag(mix):
+    torch.manual_seed(0)
+    drums, vocals = Pointwise(sources=["drums"]), Pointwise(sources=["vocals"])
+    bag = BagOfModels([vocals, drums], sources=["drums", "vocals"])
+    assert bag.weights == [[0.0, 1.0], [1.0, 0.0]] and bag.positions == [[1], [0]]
+    out = apply_model(bag, mix)
+    torch.testing.assert_close(out[0], full_length(drums, mix)[0], atol=1e-5, rtol=0)
+    torch.testing.assert_close(out[1], full_length(vocals, mix)[0], atol=1e-5, rtol=0)
+    with torch.no_grad():
+        torch.testing.assert_close(bag(mix.unsqueeze(0))[0], out, atol=1e-5, rtol=0)
+    # Without a source order the members' order of first appearance is used.
+    assert BagOfModels([vocals, drums]).sources == ["vocals", "drums"]
+
+
+def test_a_member_mixing_source_orders_lands_each_output_in_place(mix):
+    torch.manual_seed(0)
+    forward_order, reverse_order = Pointwise(), Pointwise(sources=["vocals", "drums"])
+    out = apply_model(BagOfModels([forward_order, reverse_order], weights=[[1, 1], [1, 0]]), mix)
+    a, b = full_length(forward_order, mix), full_length(reverse_order, mix)
+    torch.testing.assert_close(out[0], (a[0] + b[1]) / 2, atol=1e-5, rtol=0)
+    torch.testing.assert_close(out[1], a[1], atol=1e-5, rtol=0)
+
+
+def test_bag_refuses_weight_for_a_source_a_member_lacks():
+    with pytest.raises(ValueError, match=r"member 1 has a positive weight for \['drums'\]"):
+        BagOfModels([Pointwise(), Pointwise(sources=["vocals"])], weights=[[1, 1], [1, 1]])
+    with pytest.raises(ValueError, match="each estimated by a member"):
+        BagOfModels([Pointwise(sources=["vocals"])], sources=["vocals", "bass"])
+
+
+def test_bag_passes_each_member_the_references_of_its_sources(mix):
+    references = torch.randn(2, *mix.shape)
+    bag = BagOfModels([Pointwise(sources=["drums"]), ReturnsReferences()], weights=[[0, 0], [1, 1]])
+    torch.testing.assert_close(apply_model(bag, mix, references=references), references)
+
+
 @pytest.mark.parametrize(
     ("other", "attribute"),
     [
-        (lambda: Pointwise(sources=["vocals", "drums"]), "sources"),
         (lambda: Pointwise(audio_channels=1), "audio_channels"),
         (lambda: Pointwise(sample_rate=8000), "sample_rate"),
     ],

@@ -260,3 +260,40 @@ def test_csv_and_tensorboard_loggers_keep_metrics_and_examples(tiny_recipe, kind
         assert "valid/nSDR_vocals" in events.Tags()["scalars"]
         assert len(events.Tags()["audio"]) == 3 * 4
         assert len(events.Tags()["images"]) == 4
+
+
+def test_one_target_models_train_on_the_full_mixture_and_join_a_bag(tiny_recipe, tmp_path, toy_root):
+    from sepzoo.checkpoint import save_model_file
+    from sepzoo.evaluate import evaluate
+    from sepzoo.inference import BagOfModels
+
+    members = []
+    for target in ("vocals", "drums"):
+        run_dir = train(tiny_recipe, [f"targets=[{target}]", "logger.name=csv"])
+        config = yaml.safe_load((run_dir / "config.yaml").read_text())
+        assert config["targets"] == [target] and config["model"]["sources"] == [target]
+        assert config["data"]["sources"] == ["drums", "bass", "other", "vocals"]
+        history = read_csv(next(run_dir.rglob("metrics.csv")))
+        assert any(row.get(f"valid/nSDR_{target}") for row in history)
+        model = load_separator(run_dir)
+        assert model.sources == [target]
+        summary = evaluate(str(run_dir), toy_root, "test", tmp_path / f"eval-{target}")
+        # The mixture is the sum of all four stems, not of the one target.
+        assert list(summary["nSDR"]) == [target]
+        assert summary["mixture_nSDR"][target] < 0
+        members.append(model)
+    bag_file = save_model_file(BagOfModels(members, sources=["drums", "vocals"]), tmp_path / "bag.sepzoo")
+    bag = load_model_file(bag_file)
+    assert bag.sources == ["drums", "vocals"] and bag.weights == [[0.0, 1.0], [1.0, 0.0]]
+    summary = evaluate(str(bag_file), toy_root, "test", tmp_path / "eval-bag")
+    assert list(summary["nSDR"]) == ["drums", "vocals"]
+
+
+def test_targets_outside_the_sources_are_refused_before_any_work(tiny_recipe):
+    from sepzoo.config import load_recipe
+    from sepzoo.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"targets: 'vocal' is not one of the sources .*did you mean 'vocals'"):
+        load_recipe(tiny_recipe, ["targets=[vocal]"])
+    with pytest.raises(ConfigError, match="targets: target names must be unique"):
+        load_recipe(tiny_recipe, ["targets=[bass,bass]"])
