@@ -124,7 +124,8 @@ class ZooCard:
         parameters: Trainable parameters at default settings.
         sources: Output stems at default settings, in order.
         published_results: Numbers from the paper.
-        recipe: Training recipe, relative to the repository root.
+        recipe: Training recipe, relative to the repository root; ``None`` for an oracle,
+            which needs no training (and only for one).
         measured_results: Numbers sepzoo measured.
         model_file: Released weights, or ``None``.
         path: The file the card was read from. (Default: ``None``)
@@ -137,7 +138,7 @@ class ZooCard:
     parameters: int
     sources: list[str]
     published_results: list[PublishedResult]
-    recipe: str
+    recipe: str | None
     measured_results: list[MeasuredResult]
     model_file: ModelFile | None
     path: Path | None = field(default=None, compare=False)
@@ -317,7 +318,7 @@ def load_card(path: str | Path) -> ZooCard:
         parameters=reader.integer(data["parameters"], "parameters"),
         sources=reader.string_list(data["sources"], "sources"),
         published_results=published,
-        recipe=reader.string(data["recipe"], "recipe"),
+        recipe=reader.optional_string(data["recipe"], "recipe"),
         measured_results=measured,
         model_file=model_file,
         path=path,
@@ -376,9 +377,14 @@ def validate_card(card: ZooCard, repo_root: str | Path) -> None:
                     f" (sources: {', '.join(card.sources)}, or {ALL_KEY!r})"
                 )
 
-    if not RECIPE_PATTERN.match(card.recipe):
+    if card.recipe is None:
+        if card.domain != "oracle":
+            raise fail(
+                f"recipe is null, but only an oracle trains without a recipe ({card.name!r} is {card.domain})"
+            )
+    elif not RECIPE_PATTERN.match(card.recipe):
         raise fail(f"recipe must look like 'recipes/musdb/<file>.yaml', got {card.recipe!r}")
-    if not (root / card.recipe).is_file():
+    elif not (root / card.recipe).is_file():
         raise fail(f"recipe {card.recipe!r} does not exist under {root}")
 
     if card.model_file is not None:

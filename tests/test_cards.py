@@ -213,3 +213,14 @@ def test_invalid_yaml_is_one_line(tmp_path):
     with pytest.raises(ConfigError) as info:
         load_card(path)
     assert str(path) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_only_an_oracle_card_may_go_without_a_recipe(tmp_path, good_card_data):
+    oracle = load_card(CARDS_DIR / "irm2.yaml")
+    assert oracle.recipe is None and oracle.domain == "oracle"
+    validate_card(oracle, REPO_ROOT)
+    root = repo_with_recipe(tmp_path)
+    data = {**good_card_data, "recipe": None}
+    card = load_card(write_card(root / "zoo_cards", data))
+    with pytest.raises(ConfigError, match="only an oracle trains without a recipe"):
+        validate_card(card, root)
