@@ -261,3 +261,30 @@ def test_an_accelerator_the_machine_lacks_fails_before_any_run_directory(capsys,
     code, _, err = run(capsys, "train", str(tiny_recipe), "trainer.accelerator=gpu")
     assert_one_line_error(code, err, "trainer")
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+# -- bag ---------------------------------------------------------------------------------------------
+
+
+def test_bag_joins_one_target_models_into_one_file(capsys, tmp_path):
+    from sepzoo.checkpoint import load_model_file
+
+    kwargs = get_model_class("conv_tasnet").test_kwargs
+    files = []
+    for target in ("vocals", "drums"):
+        torch.manual_seed(len(files))
+        model = create_model("conv_tasnet", **{**kwargs, "sources": [target]})
+        files.append(str(save_model_file(model, tmp_path / f"{target}.sepzoo")))
+    out = tmp_path / "bag.sepzoo"
+    code, stdout, _ = run(capsys, "bag", *files, "-o", str(out), "--sources", "drums", "vocals")
+    assert code == 0 and "bag of 2 models" in stdout and "drums <- 1" in stdout
+    bag = load_model_file(out)
+    assert bag.sources == ["drums", "vocals"] and [m.sources for m in bag.members] == [["vocals"], ["drums"]]
+    code, _, err = run(capsys, "bag", *files, "-o", str(out))
+    assert_one_line_error(code, err, str(out), "exists")
+    other_rate = save_model_file(
+        create_model("conv_tasnet", **{**kwargs, "sample_rate": 22050}), tmp_path / "slow.sepzoo"
+    )
+    code, _, err = run(capsys, "bag", files[0], str(other_rate), "-o", str(tmp_path / "b2.sepzoo"))
+    assert_one_line_error(code, err, "sample_rate=22050")
+    assert not (tmp_path / "b2.sepzoo").exists()

@@ -134,6 +134,34 @@ def cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bag(args: argparse.Namespace) -> int:
+    """``sepzoo bag MEMBER... -o OUT``: join models into one bag.
+
+    Args:
+        args: Parsed arguments.
+    """
+    from sepzoo.audio import prepare_output
+    from sepzoo.checkpoint import load_separator, save_model_file
+    from sepzoo.errors import SepzooError
+    from sepzoo.inference import BagOfModels
+
+    prepare_output(args.out, args.force)
+    members = []
+    for spec in args.members:
+        model = load_separator(spec)
+        if isinstance(model, BagOfModels):
+            raise SepzooError(f"{spec}: is a bag already; give its members one by one")
+        members.append(model)
+    try:
+        bag = BagOfModels(members, sources=args.sources)
+    except ValueError as exc:
+        raise SepzooError(f"cannot join {', '.join(args.members)}: {exc}") from None
+    path = save_model_file(bag, args.out, metadata={"members": list(args.members)}, force=args.force)
+    served = ", ".join(f"{s} <- {sum(1 for row in bag.weights if row[i])}" for i, s in enumerate(bag.sources))
+    print(f"wrote {path}: bag of {len(members)} models; members per source: {served}")
+    return 0
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     """``sepzoo models``: the registry as a table.
 

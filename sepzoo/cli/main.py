@@ -101,6 +101,19 @@ def _add_convert(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--force", action="store_true", help="overwrite an existing model file")
 
 
+def _add_bag(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "bag",
+        help="join models (e.g. one per target) into one model file",
+        description="Join model files, training checkpoints or run directories into a bag of models: "
+        "each source is the average of the members that estimate it (weight 1 each).",
+    )
+    p.add_argument("members", nargs="+", help="model files, training checkpoints or run directories")
+    p.add_argument("-o", "--out", required=True, help="model file to write (.sepzoo)")
+    p.add_argument("--sources", nargs="+", help="the bag's source order (default: the members', in order)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing model file")
+
+
 def _add_models(sub: argparse._SubParsersAction) -> None:
     sub.add_parser("models", help="list registered models: name, domain, parameters at default settings")
 
@@ -121,7 +134,16 @@ def build_parser() -> argparse.ArgumentParser:
         prog="sepzoo", description="Music source separation experiments and model zoo."
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_train, _add_eval, _add_separate, _add_export, _add_convert, _add_models, _add_toy):
+    for add in (
+        _add_train,
+        _add_eval,
+        _add_separate,
+        _add_export,
+        _add_convert,
+        _add_bag,
+        _add_models,
+        _add_toy,
+    ):
         add(sub)
     return parser
 
