@@ -293,7 +293,9 @@ def test_targets_outside_the_sources_are_refused_before_any_work(tiny_recipe):
     from sepzoo.config import load_recipe
     from sepzoo.errors import ConfigError
 
-    with pytest.raises(ConfigError, match=r"targets: 'vocal' is not one of the sources .*did you mean 'vocals'"):
+    with pytest.raises(
+        ConfigError, match=r"targets: 'vocal' is not one of the sources .*did you mean 'vocals'"
+    ):
         load_recipe(tiny_recipe, ["targets=[vocal]"])
     with pytest.raises(ConfigError, match="targets: target names must be unique"):
         load_recipe(tiny_recipe, ["targets=[bass,bass]"])
