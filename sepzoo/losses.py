@@ -345,10 +345,125 @@ class NegativeSISDRLoss(SeparationLoss):
         return -10 * torch.log10(ratio).mean(dim=(0, 2))
 
 
+@register_loss("complex_spec_l1")
+class ComplexSpectrogramL1Loss(SeparationLoss):
+    """L1 distance between complex spectrograms plus L1 distance between waveforms.
+
+    The training objective of band-split RNN (Luo & Yu 2022, arXiv:2209.15174, eq. 1):
+    ``sum |Re S - Re S'| + sum |Im S - Im S'| + sum |s - s'|``, with ``S`` and ``S'`` the STFTs
+    of the estimated and true stems and ``s``, ``s'`` the waveforms. The sums run over bins,
+    frames and samples as in the paper, and are divided by the number of waveform samples
+    (batch x channels x time), which keeps the paper's balance between the terms while making
+    the value independent of the segment length and batch size. The STFT is centred with zero
+    padding and a Hann window; it should match the model's own (the paper's: 2048 and 512).
+    Both terms are computed on waveforms, so a spectrogram model's estimate is compared through
+    the STFT of its inverse STFT.
+
+    Args:
+        sources: Names of the stems, in the order of the ``S`` axis.
+        weights: Weight of each named source; others get ``1.0``. (Default: ``None``)
+        n_fft: STFT size. (Default: ``2048``)
+        hop_length: STFT hop, at most ``n_fft``. (Default: ``512``)
+    """
+
+    def __init__(
+        self,
+        sources: list[str],
+        weights: dict[str, float] | None = None,
+        n_fft: int = 2048,
+        hop_length: int = 512,
+    ) -> None:
+        super().__init__(sources, weights)
+        for key, value in (("n_fft", n_fft), ("hop_length", hop_length)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"loss.{key} must be a positive integer, got {value!r}")
+        if hop_length > n_fft:
+            raise ConfigError(
+                f"loss: hop_length {hop_length} exceeds n_fft {n_fft}; frames would skip samples"
+            )
+        self.n_fft = n_fft
+        self.hop_length = hop_length
+
+    def per_source(self, estimate: Tensor, reference: Tensor) -> Tensor:
+        batch, num_sources, channels, length = estimate.shape
+        difference = (estimate - reference).reshape(-1, length)  # B*S*C, T
+        window = torch.hann_window(self.n_fft, device=difference.device, dtype=difference.dtype)
+        # The STFT is linear, so the difference of the spectrograms is the spectrogram of the
+        # difference.
+        spectrum = torch.stft(
+            difference,
+            self.n_fft,
+            hop_length=self.hop_length,
+            window=window,
+            center=True,
+            pad_mode="constant",
+            return_complex=True,
+        )  # B*S*C, F, N
+        parts = torch.view_as_real(spectrum).abs().reshape(batch, num_sources, -1)  # B, S, C*F*N*2
+        waveform = difference.abs().reshape(batch, num_sources, -1)  # B, S, C*T
+        total = parts.sum(dim=(0, 2)) + waveform.sum(dim=(0, 2))  # S
+        return total / (batch * channels * length)
+
+
+@register_loss("magnitude_mse")
+class MagnitudeMSELoss(SeparationLoss):
+    """Mean squared error between STFT magnitudes.
+
+    The training objective of Open-Unmix (Stöter et al. 2019; ``scripts/train.py`` of
+    sigsep/open-unmix-pytorch): ``mean (|S'| - |S|)^2`` over batch, channels, bins and frames,
+    with ``S'`` and ``S`` the STFTs of the estimated and true stems. The STFT is centred with
+    zero padding and a Hann window, and should match the model's own (Open-Unmix's: 4096 and
+    1024). Both are computed from waveforms, so a spectrogram model's estimate is compared
+    through the STFT of its inverse STFT.
+
+    Args:
+        sources: Names of the stems, in the order of the ``S`` axis.
+        weights: Weight of each named source; others get ``1.0``. (Default: ``None``)
+        n_fft: STFT size. (Default: ``4096``)
+        hop_length: STFT hop, at most ``n_fft``. (Default: ``1024``)
+    """
+
+    def __init__(
+        self,
+        sources: list[str],
+        weights: dict[str, float] | None = None,
+        n_fft: int = 4096,
+        hop_length: int = 1024,
+    ) -> None:
+        super().__init__(sources, weights)
+        for key, value in (("n_fft", n_fft), ("hop_length", hop_length)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"loss.{key} must be a positive integer, got {value!r}")
+        if hop_length > n_fft:
+            raise ConfigError(
+                f"loss: hop_length {hop_length} exceeds n_fft {n_fft}; frames would skip samples"
+            )
+        self.n_fft = n_fft
+        self.hop_length = hop_length
+
+    def per_source(self, estimate: Tensor, reference: Tensor) -> Tensor:
+        batch, num_sources, channels, length = estimate.shape
+        signals = torch.cat([estimate, reference]).reshape(-1, length)  # 2*B*S*C, T
+        window = torch.hann_window(self.n_fft, device=signals.device, dtype=signals.dtype)
+        spectrum = torch.stft(
+            signals,
+            self.n_fft,
+            hop_length=self.hop_length,
+            window=window,
+            center=True,
+            pad_mode="constant",
+            return_complex=True,
+        )  # 2*B*S*C, F, N
+        magnitude = spectrum.abs().reshape(2, batch, num_sources, -1)  # 2, B, S, C*F*N
+        return (magnitude[0] - magnitude[1]).square().mean(dim=(0, 2))  # S
+
+
 __all__ = [
     "LOSSES",
+    "ComplexSpectrogramL1Loss",
     "L1Loss",
     "MSELoss",
+    "MagnitudeMSELoss",
     "MultiResolutionSTFTLoss",
     "NegativeSISDRLoss",
     "SeparationLoss",
