@@ -6,7 +6,8 @@ per-source breakdown for logging. Per-source weights let a recipe emphasise some
 scale of the loss does not change when weights are scaled together.
 
 Losses are chosen in recipes by their registered name (``"l1"``, ``"mse"``, ``"mrstft"``,
-``"neg_sisdr"``) through :func:`build_loss`.
+``"neg_sisdr"``, ``"complex_spec_l1"`` (Band-split RNN's), ``"magnitude_mse"`` (Open-Unmix's))
+through :func:`build_loss`.
 """
 
 from __future__ import annotations

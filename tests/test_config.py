@@ -39,7 +39,9 @@ def test_every_recipe_loads_and_builds(path, tmp_path):
     recipe = load_recipe(path, [f"data.root={tmp_path}", f"run.root={tmp_path / 'runs'}"])
     datamodule, task = build_components(recipe)
     assert task.model.registry_name == recipe.model.name
-    assert list(task.model.sources) == recipe.sources == list(datamodule.sources)
+    assert list(task.model.sources) == recipe.targets
+    assert recipe.sources == list(datamodule.sources)
+    assert set(recipe.targets) <= set(recipe.sources)
     assert task.model.sample_rate == recipe.sample_rate == datamodule.sample_rate
     optimizer = task.optimizer_factory(task.model.parameters())
     assert optimizer.param_groups[0]["lr"] == recipe.optimizer.kwargs["lr"]

@@ -27,7 +27,7 @@ def make(name: str, **kwargs) -> SeparationLoss:
 
 
 def test_registered_names():
-    assert list_losses() == ["l1", "mrstft", "mse", "neg_sisdr"]
+    assert list_losses() == ["complex_spec_l1", "l1", "magnitude_mse", "mrstft", "mse", "neg_sisdr"]
     for name in list_losses():
         assert LOSSES.get(name).registry_name == name
 
@@ -259,7 +259,7 @@ def test_weights_are_not_saved_in_state_dict():
 
 
 def test_init_arguments_have_simple_types_and_documentation():
-    simple = {"list[str]", "dict[str, float] | None", "list[int] | None", "float", "bool"}
+    simple = {"list[str]", "dict[str, float] | None", "list[int] | None", "int", "float", "bool"}
     for name in list_losses():
         cls = LOSSES.get(name)
         signature = inspect.signature(cls.__init__)
