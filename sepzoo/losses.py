@@ -346,6 +346,30 @@ class NegativeSISDRLoss(SeparationLoss):
         return -10 * torch.log10(ratio).mean(dim=(0, 2))
 
 
+def _check_stft_settings(n_fft: int, hop_length: int) -> tuple[int, int]:
+    """Refuse an STFT size or hop that is not a positive integer, or a hop that skips samples."""
+    for key, value in (("n_fft", n_fft), ("hop_length", hop_length)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"loss.{key} must be a positive integer, got {value!r}")
+    if hop_length > n_fft:
+        raise ConfigError(f"loss: hop_length {hop_length} exceeds n_fft {n_fft}; frames would skip samples")
+    return n_fft, hop_length
+
+
+def _hann_stft(signals: Tensor, n_fft: int, hop_length: int) -> Tensor:
+    """Centred, zero-padded STFT with a Hann window of ``signals`` ``[N, T]``: ``[N, F, frames]``."""
+    window = torch.hann_window(n_fft, device=signals.device, dtype=signals.dtype)
+    return torch.stft(
+        signals,
+        n_fft,
+        hop_length=hop_length,
+        window=window,
+        center=True,
+        pad_mode="constant",
+        return_complex=True,
+    )
+
+
 @register_loss("complex_spec_l1")
 class ComplexSpectrogramL1Loss(SeparationLoss):
     """L1 distance between complex spectrograms plus L1 distance between waveforms.
@@ -375,31 +399,14 @@ class ComplexSpectrogramL1Loss(SeparationLoss):
         hop_length: int = 512,
     ) -> None:
         super().__init__(sources, weights)
-        for key, value in (("n_fft", n_fft), ("hop_length", hop_length)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"loss.{key} must be a positive integer, got {value!r}")
-        if hop_length > n_fft:
-            raise ConfigError(
-                f"loss: hop_length {hop_length} exceeds n_fft {n_fft}; frames would skip samples"
-            )
-        self.n_fft = n_fft
-        self.hop_length = hop_length
+        self.n_fft, self.hop_length = _check_stft_settings(n_fft, hop_length)
 
     def per_source(self, estimate: Tensor, reference: Tensor) -> Tensor:
         batch, num_sources, channels, length = estimate.shape
         difference = (estimate - reference).reshape(-1, length)  # B*S*C, T
-        window = torch.hann_window(self.n_fft, device=difference.device, dtype=difference.dtype)
         # The STFT is linear, so the difference of the spectrograms is the spectrogram of the
         # difference.
-        spectrum = torch.stft(
-            difference,
-            self.n_fft,
-            hop_length=self.hop_length,
-            window=window,
-            center=True,
-            pad_mode="constant",
-            return_complex=True,
-        )  # B*S*C, F, N
+        spectrum = _hann_stft(difference, self.n_fft, self.hop_length)  # B*S*C, F, N
         parts = torch.view_as_real(spectrum).abs().reshape(batch, num_sources, -1)  # B, S, C*F*N*2
         waveform = difference.abs().reshape(batch, num_sources, -1)  # B, S, C*T
         total = parts.sum(dim=(0, 2)) + waveform.sum(dim=(0, 2))  # S
@@ -432,29 +439,12 @@ class MagnitudeMSELoss(SeparationLoss):
         hop_length: int = 1024,
     ) -> None:
         super().__init__(sources, weights)
-        for key, value in (("n_fft", n_fft), ("hop_length", hop_length)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"loss.{key} must be a positive integer, got {value!r}")
-        if hop_length > n_fft:
-            raise ConfigError(
-                f"loss: hop_length {hop_length} exceeds n_fft {n_fft}; frames would skip samples"
-            )
-        self.n_fft = n_fft
-        self.hop_length = hop_length
+        self.n_fft, self.hop_length = _check_stft_settings(n_fft, hop_length)
 
     def per_source(self, estimate: Tensor, reference: Tensor) -> Tensor:
         batch, num_sources, channels, length = estimate.shape
         signals = torch.cat([estimate, reference]).reshape(-1, length)  # 2*B*S*C, T
-        window = torch.hann_window(self.n_fft, device=signals.device, dtype=signals.dtype)
-        spectrum = torch.stft(
-            signals,
-            self.n_fft,
-            hop_length=self.hop_length,
-            window=window,
-            center=True,
-            pad_mode="constant",
-            return_complex=True,
-        )  # 2*B*S*C, F, N
+        spectrum = _hann_stft(signals, self.n_fft, self.hop_length)  # 2*B*S*C, F, N
         magnitude = spectrum.abs().reshape(2, batch, num_sources, -1)  # 2, B, S, C*F*N
         return (magnitude[0] - magnitude[1]).square().mean(dim=(0, 2))  # S
 
