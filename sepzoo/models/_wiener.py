@@ -97,13 +97,24 @@ def spatial_covariance(stft: Tensor, psd: Tensor, eps: float = 1e-10) -> Tensor:
     return (outer / weight[..., None, None]).to(stft.dtype)
 
 
-def _invert(matrices: Tensor) -> Tensor:
-    """Closed-form inverse of 1x1 or 2x2 complex matrices ``[..., C, C]``."""
+def invert_channel_matrices(matrices: Tensor, determinant_eps: float = 0.0) -> Tensor:
+    """Closed-form inverse of 1x1 or 2x2 complex matrices ``[..., C, C]``.
+
+    Args:
+        matrices: The matrices, in their last two dimensions.
+        determinant_eps: Added to the determinant (to the value, for 1x1) before dividing by
+            it, as sigsep-mus-oracle regularises its inverses. (Default: ``0.0``, none)
+    """
     if matrices.shape[-1] == 1:
-        return 1 / matrices
+        return 1 / (matrices + determinant_eps) if determinant_eps else 1 / matrices
+    if matrices.shape[-1] != 2:
+        raise ValueError(
+            f"only 1x1 and 2x2 matrices have a closed-form inverse here, got {list(matrices.shape)}"
+        )
     a, b = matrices[..., 0, 0], matrices[..., 0, 1]
     c, d = matrices[..., 1, 0], matrices[..., 1, 1]
-    inverse_determinant = 1 / (a * d - b * c)
+    determinant = a * d - b * c
+    inverse_determinant = 1 / (determinant + determinant_eps) if determinant_eps else 1 / determinant
     rows = [torch.stack([d, -b], dim=-1), torch.stack([-c, a], dim=-1)]
     return torch.stack(rows, dim=-2) * inverse_determinant[..., None, None]
 
@@ -148,7 +159,9 @@ def wiener_gains(psds: Tensor, covariances: Tensor, eps: float = 1e-10) -> Tenso
     """
     _check_model(psds, covariances)
     psds_double, covariances_double = _double(psds), _double(covariances)
-    inverse = _invert(_mixture_covariance(psds_double, covariances_double, eps))  # B, F, T, C, C
+    inverse = invert_channel_matrices(
+        _mixture_covariance(psds_double, covariances_double, eps)
+    )  # B, F, T, C, C
     source_covariances = (
         psds_double[..., None, None].to(covariances_double.dtype) * covariances_double[:, :, :, None]
     )
@@ -202,7 +215,9 @@ def wiener_gains_apply(
     for start in range(0, frames, block_frames):
         block = slice(start, start + block_frames)
         block_psds = psds_double[..., block]  # B, S, F, Tb
-        inverse = _invert(_mixture_covariance(block_psds, covariances_double, eps))  # B, F, Tb, C, C
+        inverse = invert_channel_matrices(
+            _mixture_covariance(block_psds, covariances_double, eps)
+        )  # B, F, Tb, C, C
         mixture = mix_double[..., block].permute(0, 2, 3, 1)  # B, F, Tb, C
         whitened = (inverse @ mixture[..., None])[..., 0]  # B, F, Tb, C
         projected = torch.einsum("bsfcd,bftd->bscft", covariances_double, whitened)  # B, S, C, F, Tb

@@ -38,6 +38,7 @@ from torch.nn import functional as F
 from sepzoo import DEFAULT_SOURCES
 from sepzoo.models import register_model
 from sepzoo.models._demucs_layers import ResidualBranch, rescale_conv_weights
+from sepzoo.models._wiener import invert_channel_matrices
 from sepzoo.models.base import Separator
 
 WIENER_WINDOW = 300
@@ -934,7 +935,9 @@ def multichannel_wiener(
         covariance = outer.sum(dim=2) / (eps + power.sum(dim=2))[..., None, None]  # S, Fr, C, C
         weighted = power[..., None, None] * covariance[:, :, None]  # S, Fr, N, C, C
         mixture = ridge * identity + weighted.sum(dim=0)  # Fr, N, C, C
-        gains = covariance[:, :, None] @ _invert(mixture) * power[..., None, None]  # S, Fr, N, C, C
+        gains = (
+            covariance[:, :, None] @ invert_channel_matrices(mixture) * power[..., None, None]
+        )  # S, Fr, N, C, C
         stems = (gains @ mix_bins)[..., 0].permute(0, 3, 1, 2)  # S, C, Fr, N
     return stems * scale
 
@@ -948,17 +951,6 @@ def _reference_phase(mix: Tensor) -> Tensor:
     angle = torch.atan(imag / torch.where(on_axis, torch.ones_like(real), real))
     angle = angle + (real < 0) * torch.where(imag >= 0, half_turn, -half_turn)
     return torch.where(on_axis, torch.sign(imag) * (half_turn / 2), angle)
-
-
-def _invert(matrices: Tensor) -> Tensor:
-    """Closed-form inverse of 1x1 or 2x2 complex matrices ``[..., C, C]``."""
-    if matrices.shape[-1] == 1:
-        return 1 / matrices
-    a, b = matrices[..., 0, 0], matrices[..., 0, 1]
-    c, d = matrices[..., 1, 0], matrices[..., 1, 1]
-    inverse_det = 1 / (a * d - b * c)
-    rows = [torch.stack([d, -b], dim=-1), torch.stack([-c, a], dim=-1)]
-    return torch.stack(rows, dim=-2) * inverse_det[..., None, None]
 
 
 __all__ = [

@@ -29,6 +29,7 @@ from torch import Tensor
 
 from sepzoo import DEFAULT_SOURCES
 from sepzoo.models import register_model
+from sepzoo.models._wiener import invert_channel_matrices
 from sepzoo.models.base import Separator
 
 EPS = float(torch.finfo(torch.float64).eps)
@@ -287,7 +288,7 @@ class OracleWienerFilter(_Oracle):
         identity = torch.eye(channels, dtype=covariance.dtype, device=covariance.device)
         covariance = covariance * (channels / trace)[..., None, None] + EPS * identity  # B, S, F, C, C
         # Re tr(R^-1 S S^H) / C: the density the spatial model explains.
-        inverse = _invert(covariance)
+        inverse = _invert_regularised(covariance)
         density = torch.einsum("bsfcd,bsfnd,bsfnc->bsfn", inverse, stems, stems.conj()).real / channels
         mix = mix_spectra.permute(0, 2, 3, 1)  # B, F, N, C
         estimates = torch.empty_like(stems)  # B, S, F, N, C
@@ -295,7 +296,7 @@ class OracleWienerFilter(_Oracle):
             block = slice(start, start + self.frames_per_block)
             source_density = density[..., block].to(stems.dtype)  # B, S, F, n
             mixture_covariance = torch.einsum("bsfn,bsfcd->bfncd", source_density, covariance)
-            whitened = (_invert(mixture_covariance) @ mix[:, :, block].unsqueeze(-1)).squeeze(
+            whitened = (_invert_regularised(mixture_covariance) @ mix[:, :, block].unsqueeze(-1)).squeeze(
                 -1
             )  # B, F, n, C
             filtered = torch.einsum("bsfcd,bfnd->bsfnc", covariance, whitened)  # B, S, F, n, C
@@ -303,19 +304,11 @@ class OracleWienerFilter(_Oracle):
         return estimates.permute(0, 1, 4, 2, 3)  # B, S, C, F, N
 
 
-def _invert(matrices: Tensor) -> Tensor:
+def _invert_regularised(matrices: Tensor) -> Tensor:
     """Inverse of 1x1 or 2x2 matrices ``[..., C, C]`` with ``eps`` added to the determinant."""
-    channels = matrices.shape[-1]
-    if channels == 1:
-        return 1 / (EPS + matrices)
-    if channels != 2:
-        raise ValueError(f"the oracle Wiener filter handles 1 or 2 channels, got {channels}")
-    a, b = matrices[..., 0, 0], matrices[..., 0, 1]
-    c, d = matrices[..., 1, 0], matrices[..., 1, 1]
-    scale = 1 / (EPS + a * d - b * c)
-    first_row = torch.stack([d, -b], dim=-1)
-    second_row = torch.stack([-c, a], dim=-1)
-    return scale[..., None, None] * torch.stack([first_row, second_row], dim=-2)
+    if matrices.shape[-1] > 2:
+        raise ValueError(f"the oracle Wiener filter handles 1 or 2 channels, got {matrices.shape[-1]}")
+    return invert_channel_matrices(matrices, determinant_eps=EPS)
 
 
 @register_model("mix")
