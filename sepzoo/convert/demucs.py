@@ -451,6 +451,13 @@ def _convert_bag(path: Path) -> BagOfModels:
                 continue
             member.segment = float(segment)
             member._init_kwargs["segment"] = float(segment)
+    for index, member in enumerate(members[1:], start=1):
+        # An official bag's members all estimate the same sources, in the same order.
+        if member.sources != members[0].sources:
+            raise CheckpointError(
+                f"{path}: bag member {index} has sources={member.sources} but member 0 has "
+                f"sources={members[0].sources}; an official bag's members must agree"
+            )
     try:
         return BagOfModels(members, spec.get("weights"))
     except ValueError as exc:
