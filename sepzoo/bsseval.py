@@ -55,10 +55,9 @@ def _lagged_correlations(first: Tensor, second: Tensor, n_fft: int, lags: Tensor
     return torch.stack(rows)  # P, Q, K
 
 
-def _distortion_filters(
-    reference_spectra: Tensor, estimate_spectra: Tensor, n_fft: int, filters_len: int
-) -> Tensor:
-    """Least-squares filters ``[P, L, C]`` from the references ``P`` to each estimate channel."""
+def _normal_equations(reference_spectra: Tensor, n_fft: int, filters_len: int) -> Tensor:
+    """The Gram matrix ``[P*L, P*L]`` of the references delayed by ``0 .. L-1``, plus museval's
+    ridge, rows ordered (reference, lag)."""
     lags = torch.arange(-(filters_len - 1), filters_len, device=reference_spectra.device)
     correlations = _lagged_correlations(reference_spectra, reference_spectra, n_fft, lags)  # P, P, 2L-1
     delay = torch.arange(filters_len, device=lags.device)
@@ -67,12 +66,26 @@ def _distortion_filters(
     gram = correlations[:, :, index]  # P, Q, L(a), L(b)
     count = reference_spectra.shape[0]
     gram = gram.permute(0, 2, 1, 3).reshape(count * filters_len, count * filters_len)
-    # <r_p delayed by m, e_c> = corr_pc[-m]
+    return gram + EPS * torch.eye(gram.shape[0], dtype=gram.dtype, device=gram.device)
+
+
+def _cross_correlations(
+    reference_spectra: Tensor, estimate_spectra: Tensor, n_fft: int, filters_len: int
+) -> Tensor:
+    """``<r_p delayed by m, e_c>`` for every reference ``p``, lag ``m`` and estimate channel
+    ``c``: ``[P*L, C]``, rows ordered (reference, lag)."""
+    delay = torch.arange(filters_len, device=reference_spectra.device)
     cross = _lagged_correlations(reference_spectra, estimate_spectra, n_fft, -delay)  # P, C, L
-    cross = cross.permute(0, 2, 1).reshape(count * filters_len, -1)
-    identity = torch.eye(gram.shape[0], dtype=gram.dtype, device=gram.device)
-    filters = torch.linalg.solve(gram + EPS * identity, cross)
-    return filters.reshape(count, filters_len, -1)  # P, L, C
+    return cross.permute(0, 2, 1).reshape(reference_spectra.shape[0] * filters_len, -1)
+
+
+def _solve(gram: Tensor, right: Tensor) -> Tensor:
+    """``gram^-1 right`` for the symmetric positive (semi-)definite ``gram``: by Cholesky, which
+    serves every right-hand side at once, or by LU where the factorisation fails."""
+    factor, info = torch.linalg.cholesky_ex(gram)
+    if int(info) == 0:
+        return torch.cholesky_solve(right, factor)
+    return torch.linalg.solve(gram, right)
 
 
 def _project(frames: Tensor, filter_spectra: Tensor, n_fft: int, length: int) -> Tensor:
@@ -136,11 +149,25 @@ def bss_eval_v4(
     silent = (reference_frames.sum(dim=1) == 0).all(dim=-1).any(dim=0)  # N
     silent |= (estimate_frames.sum(dim=1) == 0).all(dim=-1).any(dim=0)
 
+    # The filters of every estimate onto all references share one Gram matrix; those onto the
+    # estimate's own reference share that reference's block of it.
+    gram = _normal_equations(reference_spectra, n_fft, filters_len)  # P*L, P*L
+    cross = torch.stack(
+        [
+            _cross_correlations(reference_spectra, estimate_spectra[s], n_fft, filters_len)
+            for s in range(sources)
+        ]
+    )  # S, P*L, C
+    every_filters = _solve(gram, cross.permute(1, 0, 2).reshape(gram.shape[0], -1))  # P*L, S*C
+    every_filters = every_filters.reshape(sources * channels, filters_len, sources, channels)
+    block = channels * filters_len
+
     results = {name: [] for name in ("SDR", "ISR", "SIR", "SAR")}
     for target in range(sources):
         own = slice(target * channels, (target + 1) * channels)
-        every_filter = _distortion_filters(reference_spectra, estimate_spectra[target], n_fft, filters_len)
-        own_filter = _distortion_filters(reference_spectra[own], estimate_spectra[target], n_fft, filters_len)
+        rows = slice(target * block, (target + 1) * block)
+        every_filter = every_filters[:, :, target]  # P, L, C
+        own_filter = _solve(gram[rows, rows], cross[target, rows]).reshape(channels, filters_len, channels)
         every_spectra = torch.fft.rfft(every_filter.permute(0, 2, 1), n=conv_fft)  # P, C, F
         own_spectra = torch.fft.rfft(own_filter.permute(0, 2, 1), n=conv_fft)  # C, C, F
         projected = _project(frame_spectra, every_spectra, conv_fft, padded)  # N, C, W+L-1
