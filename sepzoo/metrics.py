@@ -4,7 +4,8 @@
 SDR; Demucs reports it as ``nsdr``): one number per source and track, from the energies of
 the reference and of the error summed over channels and time. Unlike the BSSEval SDR of
 ``museval`` it involves no distortion filter and no framing, so it is cheap enough to
-compute during validation. ``si_sdr`` is the scale-invariant SDR of Le Roux et al. 2019.
+compute during validation. ``si_sdr`` is the scale-invariant SDR of Le Roux et al. 2019,
+``sd_sdr`` their scale-dependent SDR.
 :class:`NSDR` averages ``nsdr`` over tracks in a way that stays exact under distributed
 validation.
 """
@@ -85,6 +86,42 @@ def si_sdr(estimate: Tensor, reference: Tensor, eps: float = 1e-8, zero_mean: bo
     target = alpha * reference
     noise = estimate - target
     return 10 * torch.log10((target.square().sum(dim=-1) + eps) / (noise.square().sum(dim=-1) + eps))
+
+
+def sd_sdr(estimate: Tensor, reference: Tensor, eps: float = 1e-8, zero_mean: bool = True) -> Tensor:
+    """Scale-dependent SDR (Le Roux et al. 2019, "SDR – half-baked or well done?"), in dB.
+
+    As :func:`si_sdr`, the channels of one source are concatenated into one signal, both
+    signals are made zero-mean (unless ``zero_mean`` is off) and ``alpha = <s_hat, s> / ||s||^2``
+    scales the reference to best fit the estimate; but the error is measured against the
+    reference itself: ``SD-SDR = 10 log10(||alpha s||^2 / ||s - s_hat||^2)``. A wrong gain
+    therefore costs: an estimate ``c s`` scores ``20 log10(|c| / |1 - c|)``. Since
+    ``s_hat - alpha s`` is orthogonal to ``s``, ``||s - s_hat||^2 = ||alpha s - s_hat||^2 +
+    (1 - alpha)^2 ||s||^2``, so SD-SDR never exceeds SI-SDR and equals it when ``alpha = 1``
+    (both up to the effect of ``eps``). Computed in float64; ``eps`` is added to the scaling denominator and to both energies, so
+    silent signals give finite values.
+
+    Args:
+        estimate: Estimated stems, ``[..., sources, channels, time]``.
+        reference: True stems, same shape.
+        eps: Stabiliser of the divisions. (Default: ``1e-8``)
+        zero_mean: Remove each signal's mean first. (Default: ``True``)
+
+    Returns:
+        ``[..., sources]``, float64.
+    """
+    _check_stems(estimate, reference)
+    estimate = estimate.detach().double().flatten(start_dim=-2)  # ..., S, C*T
+    reference = reference.detach().double().flatten(start_dim=-2)
+    if zero_mean:
+        estimate = estimate - estimate.mean(dim=-1, keepdim=True)
+        reference = reference - reference.mean(dim=-1, keepdim=True)
+    alpha = (estimate * reference).sum(dim=-1, keepdim=True) / (
+        reference.square().sum(dim=-1, keepdim=True) + eps
+    )
+    target = (alpha * reference).square().sum(dim=-1)
+    error = (reference - estimate).square().sum(dim=-1)
+    return 10 * torch.log10((target + eps) / (error + eps))
 
 
 class NSDR(torchmetrics.Metric):
@@ -174,4 +211,4 @@ class NSDR(torchmetrics.Metric):
         return result
 
 
-__all__ = ["MDX_DELTA", "NSDR", "nsdr", "si_sdr"]
+__all__ = ["MDX_DELTA", "NSDR", "nsdr", "sd_sdr", "si_sdr"]
