@@ -213,7 +213,7 @@ def test_train_export_eval_on_the_toy_set(capsys, tiny_recipe, toy_root, tmp_pat
             assert source in out
         assert len(list((out_dir / "test").glob("*.json"))) == 2
     code, _, err = run(capsys, "eval", "-n", str(model), "--root", str(toy_root), "-o", str(out_dir))
-    assert_one_line_error(code, err, "already holds evaluation results")
+    assert_one_line_error(code, err, "already holds the results of another evaluation")
 
 
 def test_eval_names_a_missing_root_and_a_track_missing_a_stem(capsys, tmp_path, model_file, toy_root):

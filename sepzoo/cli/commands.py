@@ -40,18 +40,25 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    """``sepzoo eval -n MODEL --root DIR [--subset test] -o OUT``.
+    """``sepzoo eval (-n MODEL | --estimates DIR) --root DIR [--subset test] -o OUT``.
 
     Args:
         args: Parsed arguments.
     """
+    from sepzoo.errors import SepzooError
     from sepzoo.evaluate import evaluate, format_table, format_track_table
 
+    if (args.model is None) == (args.estimates is None):
+        raise SepzooError("eval: give a model with -n MODEL or estimates with --estimates DIR (one of them)")
+    if args.tracks is not None and args.tracks < 1:
+        raise SepzooError(f"--tracks {args.tracks}: expected a positive number of tracks")
     report = evaluate(
         args.model,
         args.root,
         args.subset,
         args.out,
+        estimates=args.estimates,
+        save_estimates=args.save_estimates,
         max_tracks=args.tracks,
         shifts=args.shifts,
         overlap=args.overlap,
@@ -59,10 +66,17 @@ def cmd_eval(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         device=args.device,
         force=args.force,
+        wandb=args.wandb,
+        wandb_project=args.wandb_project,
     )
     print(format_track_table(report))
     print()
     print(format_table(report))
+    if report["resumed_tracks"]:
+        print(f"({report['resumed_tracks']} track(s) were already scored in {args.out}; not scored again)")
+    print(f"per-track museval JSON: {args.out}/{args.subset}/; summary: {args.out}/summary.json")
+    if "wandb_dir" in report:
+        print(f"W&B run: {report['wandb_dir']}")
     return 0
 
 

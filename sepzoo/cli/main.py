@@ -37,23 +37,45 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_eval(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("eval", help="score a model on a data set (per-track, per-source nSDR)")
+    p = sub.add_parser(
+        "eval",
+        help="score a model or estimates on disk: BSSEval v4 (museval JSON), nSDR, SI-SDR, SD-SDR",
+    )
     p.add_argument(
         "-n",
         "--name",
-        required=True,
         dest="model",
-        help="model file, training checkpoint, run directory, or oracle name",
+        help="model file, training checkpoint, run directory, bag, or oracle name",
+    )
+    p.add_argument(
+        "--estimates",
+        help="score estimates already on disk: DIR/<track>/<source>.wav or DIR/<subset>/<track>/<source>.wav",
     )
     p.add_argument(
         "--root", required=True, help="data set root (MUSDB18, MUSDB18-HQ, toy set or stem folders)"
     )
     p.add_argument("--subset", default="test", help="subset folder to score (default: test)")
-    p.add_argument("-o", "--out", required=True, help="output folder for the per-track JSON and the table")
+    p.add_argument(
+        "-o",
+        "--out",
+        required=True,
+        help="output folder: OUT/<subset>/<track>.json (museval format), summary.json, table.txt",
+    )
     p.add_argument("--tracks", type=int, default=None, help="score only the first N tracks")
+    p.add_argument(
+        "--save-estimates", action="store_true", help="also write the estimates to OUT/estimates/<subset>/"
+    )
+    p.add_argument(
+        "--wandb", action="store_true", help="log the tables to a W&B run (offline without an API key)"
+    )
+    p.add_argument("--wandb-project", default="sepzoo", help="W&B project (default: sepzoo)")
     _add_engine_options(p)
     p.add_argument("-d", "--device", default="cpu", help="cpu or cuda (default: cpu)")
-    p.add_argument("--force", action="store_true", help="overwrite existing results")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="clear earlier results in OUT (without it, the same evaluation resumes and another is refused)",
+    )
 
 
 def _add_separate(sub: argparse._SubParsersAction) -> None:
