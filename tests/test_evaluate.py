@@ -316,3 +316,33 @@ def test_musdb18_stem_files_are_scored_through_musdb(capsys, tmp_path):
     store.add_eval_dir(str(out))
     assert set(store.df["track"]) == {"Artist - Song"}
     assert set(store.df["target"]) == set(MUSDB_STEMS)
+
+
+def test_a_silent_stem_gives_nan_frames_and_finite_track_scores(capsys, toy_root, tmp_path):
+    import musdb
+
+    root = tmp_path / "silent"
+    source_track = sorted((toy_root / "test").iterdir())[0]
+    track = root / "test" / source_track.name
+    track.mkdir(parents=True)
+    stems = stems_of(source_track)
+    stems["vocals"][:] = 0.0  # an instrumental: the vocals stem is digital silence
+    for name, stem in stems.items():
+        sf.write(track / f"{name}.wav", stem, 44100, subtype="PCM_16")
+    sf.write(track / "mixture.wav", sum(stems.values()), 44100, subtype="PCM_16")
+    out = tmp_path / "scores"
+    code, _, err = run(capsys, "eval", "-n", "irm2", "--root", str(root), "-o", str(out), "--save-estimates")
+    assert code == 0, err
+    ours = frames_of(out / "test" / f"{track.name}.json")
+    estimates = {s: sf.read(out / "estimates" / "test" / track.name / f"{s}.wav")[0] for s in MUSDB_STEMS}
+    assert all(np.isfinite(e).all() for e in estimates.values())
+    # museval refuses a track with an all-silent reference outright; its per-frame rule (NaN
+    # where any reference is silent) makes every frame of every source NaN, which sepzoo reports.
+    with pytest.raises(ValueError, match="non-silent"):
+        museval.eval_mus_track(musdb.DB(root=str(root), is_wav=True, subsets="test").tracks[0], estimates)
+    for source in MUSDB_STEMS:
+        assert all(np.isnan(ours[source][metric]).all() for metric in ("SDR", "SIR", "ISR", "SAR"))
+    summary = json.loads((out / "summary.json").read_text())
+    assert math.isnan(summary["bsseval"]["SDR"]["median"]["vocals"])
+    assert all(math.isfinite(summary["nSDR"][s]) for s in MUSDB_STEMS)
+    assert "nan" in (out / "table.txt").read_text()
