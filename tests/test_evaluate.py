@@ -346,3 +346,38 @@ def test_a_silent_stem_gives_nan_frames_and_finite_track_scores(capsys, toy_root
     assert math.isnan(summary["bsseval"]["SDR"]["median"]["vocals"])
     assert all(math.isfinite(summary["nSDR"][s]) for s in MUSDB_STEMS)
     assert "nan" in (out / "table.txt").read_text()
+
+
+def test_a_disk_that_fills_mid_write_leaves_no_half_written_results(toy_root, tmp_path):
+    import resource
+    import signal
+    import subprocess
+    import sys
+
+    def small_disk() -> None:  # writes past 4 kB fail with EFBIG, as on a full disk
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+
+    out = tmp_path / "scores"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sepzoo.cli.main",
+            "eval",
+            "-n",
+            "irm2",
+            "--root",
+            str(toy_root),
+            "-o",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        preexec_fn=small_disk,
+    )
+    assert done.returncode == 2, done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("sepzoo eval: error:") and ".json" in last and "could not be written" in last
+    assert not list((out / "test").glob("*.json")), "no per-track file may look complete"
+    assert not list(out.rglob("*.part"))
