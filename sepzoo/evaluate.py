@@ -311,6 +311,7 @@ class _Scorer:
         settings: dict[str, Any],
         runs_model: bool,
         check: Callable[[Any], None] | None = None,
+        device: str = "cpu",
     ) -> None:
         self.sources = sources
         self.data_sources = data_sources
@@ -320,6 +321,7 @@ class _Scorer:
         self.settings = settings
         self.runs_model = runs_model
         self.check = check or (lambda track: None)
+        self.device = device
 
     def score(self, track: Any, estimates_dir: Path | None) -> dict[str, Any]:
         from sepzoo.data.tracks import read_stems
@@ -341,7 +343,7 @@ class _Scorer:
                 write_audio(
                     estimates_dir / _safe_name(track.name) / f"{source}.wav", stem, rate, subtype="FLOAT"
                 )
-        return score_track(references, estimates, mix, self.sources, rate)
+        return score_track(references, estimates, mix, self.sources, rate, device=self.device)
 
 
 def _build_scorer(
@@ -355,6 +357,9 @@ def _build_scorer(
     batch_size: int,
     device: str,
 ) -> _Scorer:
+    from sepzoo.inference import resolve_device
+
+    device_name = str(resolve_device(device))
     if estimates is not None:
         folder = EstimatesDir(estimates, subset)
         unknown = [s for s in folder.sources if s not in DEFAULT_SOURCES]
@@ -368,13 +373,22 @@ def _build_scorer(
         def check(track: Any) -> None:
             folder.check(track.name, track.sample_rate, track.channels, track.frames)
 
-        return _Scorer(folder.sources, data_sources, None, None, read, {}, runs_model=False, check=check)
+        return _Scorer(
+            folder.sources,
+            data_sources,
+            None,
+            None,
+            read,
+            {},
+            runs_model=False,
+            check=check,
+            device=device_name,
+        )
 
     from sepzoo.checkpoint import load_separator
-    from sepzoo.inference import apply_model, resolve_device
+    from sepzoo.inference import apply_model
 
     assert model_spec is not None
-    device_name = str(resolve_device(device))
     model = load_separator(model_spec).to(device_name).eval()
 
     def separate(track: Any, mix: Tensor, references: Tensor) -> Tensor:
@@ -399,6 +413,7 @@ def _build_scorer(
         separate,
         settings,
         runs_model=True,
+        device=device_name,
     )
 
 
