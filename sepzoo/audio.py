@@ -602,7 +602,7 @@ class StemWriter:
         try:
             return action()
         except (OSError, RuntimeError, AssertionError) as exc:
-            reason = getattr(exc, "strerror", None) or str(exc).strip().rstrip(".") or "short write"
+            reason = _write_failure(exc)
             free = shutil.disk_usage(self.path.parent).free
             raise SepzooError(
                 f"{self.path}: writing failed ({reason}; {free / 2**20:.0f} MiB free on that disk); "
@@ -670,6 +670,18 @@ def write_audio(
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _write_failure(exc: BaseException) -> str:
+    """Why a write failed, in words: the system's reason where there is one."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    if isinstance(exc, sf.LibsndfileError) and exc.code == 2:
+        # libsndfile's "system error" (code 2) leaves the reason in the C errno of its last call.
+        number = getattr(getattr(sf, "_ffi", None), "errno", 0)
+        if number:
+            return os.strerror(number)
+    return str(exc).strip().rstrip(".") or "short write"
 
 
 def _short(exc: BaseException) -> str:
