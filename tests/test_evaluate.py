@@ -381,3 +381,22 @@ def test_a_disk_that_fills_mid_write_leaves_no_half_written_results(toy_root, tm
     assert last.startswith("sepzoo eval: error:") and ".json" in last and "could not be written" in last
     assert not list((out / "test").glob("*.json")), "no per-track file may look complete"
     assert not list(out.rglob("*.part"))
+
+
+@pytest.mark.parametrize(
+    ("keep", "fragments"),
+    [(0.5, ("bass.wav", "frames but", "same length")), (None, ("bass.wav", "not a readable"))],
+)
+def test_a_truncated_or_broken_stem_in_the_data_set_is_named(capsys, toy_root, tmp_path, keep, fragments):
+    import shutil
+
+    root = tmp_path / "data"
+    shutil.copytree(toy_root / "test", root / "test")
+    stem = sorted((root / "test").iterdir())[1] / "bass.wav"
+    size = stem.stat().st_size
+    with open(stem, "r+b") as handle:
+        handle.truncate(int(size * keep) if keep else 30)
+    out = tmp_path / "scores"
+    code, _, err = run(capsys, "eval", "-n", "irm2", "--root", str(root), "-o", str(out))
+    assert_one_line_error(code, err, *fragments)
+    assert not (out / "test").exists() or not list((out / "test").glob("*.json"))
