@@ -1,0 +1,170 @@
+"""Statistics for comparing separation models on the same tracks.
+
+Scores of one model on a test set vary a lot from track to track, so a difference between two
+models means little without its uncertainty. Three tools:
+
+* :func:`bootstrap_interval`: a percentile bootstrap confidence interval of a statistic (the
+  mean, or the median as SiSEC reports) over tracks;
+* :func:`paired_comparison`: two models scored on the same tracks, compared through their
+  per-track differences: the mean difference with a bootstrap interval, and the two-sided
+  Wilcoxon signed-rank test's p-value;
+* :func:`seed_spread`: the mean and sample standard deviation of a score over training seeds.
+
+Tracks with a NaN score (BSSEval on a track with a silent stem) are left out, pairwise.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+STATISTICS = ("mean", "median")
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A statistic over tracks and its confidence interval.
+
+    Args:
+        estimate: The statistic on the tracks themselves.
+        low: Lower end of the interval.
+        high: Upper end of the interval.
+        count: Tracks used (NaN scores left out).
+        confidence: The interval's coverage, e.g. ``0.95``.
+    """
+
+    estimate: float
+    low: float
+    high: float
+    count: int
+    confidence: float
+
+    def __str__(self) -> str:
+        return f"{self.estimate:.2f} [{self.low:.2f}, {self.high:.2f}]"
+
+
+@dataclass(frozen=True)
+class PairedComparison:
+    """Model A against model B on the same tracks (differences are A minus B).
+
+    Args:
+        mean_difference: Mean over tracks of the per-track differences.
+        interval: Bootstrap confidence interval of that mean.
+        p_value: Two-sided Wilcoxon signed-rank p-value (NaN with fewer than 2 tracks).
+        count: Tracks compared (pairs with a NaN left out).
+        alpha: Significance level the comparison is judged at.
+    """
+
+    mean_difference: float
+    interval: Interval
+    p_value: float
+    count: int
+    alpha: float
+
+    @property
+    def significant(self) -> bool:
+        """True when the p-value is below ``alpha``."""
+        return not math.isnan(self.p_value) and self.p_value < self.alpha
+
+
+def _finite(values: Sequence[float] | np.ndarray) -> np.ndarray:
+    array = np.asarray(values, dtype=np.float64).reshape(-1)
+    return array[~np.isnan(array)]
+
+
+def _statistic(name: str):  # noqa: ANN202 - returns a NumPy reduction
+    if name not in STATISTICS:
+        raise ValueError(f"statistic must be one of {', '.join(STATISTICS)}, got {name!r}")
+    return np.mean if name == "mean" else np.median
+
+
+def bootstrap_interval(
+    values: Sequence[float] | np.ndarray,
+    statistic: str = "mean",
+    confidence: float = 0.95,
+    resamples: int = 10000,
+    seed: int = 0,
+) -> Interval:
+    """Percentile bootstrap confidence interval of a statistic over tracks.
+
+    Tracks are resampled with replacement ``resamples`` times; the interval runs between the
+    ``(1 - confidence) / 2`` and ``(1 + confidence) / 2`` quantiles of the statistic over the
+    resamples. The generator is seeded, so the interval is reproducible.
+
+    Args:
+        values: One score per track.
+        statistic: ``"mean"`` or ``"median"``. (Default: ``"mean"``)
+        confidence: Coverage of the interval, in (0, 1). (Default: ``0.95``)
+        resamples: Bootstrap resamples. (Default: ``10000``)
+        seed: Seed of the resampling. (Default: ``0``)
+
+    Returns:
+        The statistic and its interval; NaN throughout when no value is finite.
+    """
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    if resamples < 1:
+        raise ValueError(f"resamples must be >= 1, got {resamples}")
+    reduce = _statistic(statistic)
+    kept = _finite(values)
+    if kept.size == 0:
+        return Interval(math.nan, math.nan, math.nan, 0, confidence)
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, kept.size, size=(resamples, kept.size))
+    spread = reduce(kept[picks], axis=1)
+    tail = (1 - confidence) / 2
+    low, high = np.quantile(spread, [tail, 1 - tail])
+    return Interval(float(reduce(kept)), float(low), float(high), int(kept.size), confidence)
+
+
+def paired_comparison(
+    first: Sequence[float] | np.ndarray,
+    second: Sequence[float] | np.ndarray,
+    confidence: float = 0.95,
+    alpha: float = 0.05,
+    resamples: int = 10000,
+    seed: int = 0,
+) -> PairedComparison:
+    """Compare two models scored on the same tracks, in the same order.
+
+    Args:
+        first: Model A's score per track.
+        second: Model B's score per track.
+        confidence: Coverage of the interval of the mean difference. (Default: ``0.95``)
+        alpha: Significance level of the Wilcoxon test. (Default: ``0.05``)
+        resamples: Bootstrap resamples. (Default: ``10000``)
+        seed: Seed of the resampling. (Default: ``0``)
+    """
+    from scipy.stats import wilcoxon
+
+    a = np.asarray(first, dtype=np.float64).reshape(-1)
+    b = np.asarray(second, dtype=np.float64).reshape(-1)
+    if a.shape != b.shape:
+        raise ValueError(f"paired scores need one value per track for both models, got {a.size} and {b.size}")
+    differences = (a - b)[~(np.isnan(a) | np.isnan(b))]
+    interval = bootstrap_interval(differences, "mean", confidence, resamples, seed)
+    p_value = math.nan
+    if differences.size >= 2 and np.any(differences != 0):
+        p_value = float(wilcoxon(differences, alternative="two-sided").pvalue)
+    elif differences.size >= 2:
+        p_value = 1.0  # identical scores on every track: no evidence of a difference
+    return PairedComparison(interval.estimate, interval, p_value, int(differences.size), alpha)
+
+
+def seed_spread(values: Sequence[float] | np.ndarray) -> tuple[float, float]:
+    """Mean and sample standard deviation of a score over training seeds.
+
+    Args:
+        values: One score per seed (e.g. each seed's mean nSDR over tracks).
+
+    Returns:
+        ``(mean, std)``; the standard deviation is NaN with fewer than two seeds.
+    """
+    kept = _finite(values)
+    if kept.size == 0:
+        return math.nan, math.nan
+    std = float(np.std(kept, ddof=1)) if kept.size > 1 else math.nan
+    return float(np.mean(kept)), std
