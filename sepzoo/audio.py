@@ -396,9 +396,9 @@ class AudioStream:
         read = 0
         for raw in self._file_blocks():  # t, C_file
             read += raw.shape[0]
-            wav = torch.from_numpy(np.ascontiguousarray(raw.T))
-            if not torch.isfinite(wav).all():
+            if not np.isfinite(raw).all():
                 raise DataError(f"{self.path}: contains NaN or infinite samples")
+            wav = torch.from_numpy(np.ascontiguousarray(raw.T))
             wav = convert_channels(wav, self.channels)
             if resampler is not None:
                 wav = resampler.push(wav)

@@ -1009,8 +1009,11 @@ class StreamingEngine:
                 torch.tensor(mean, dtype=torch.float32),
                 torch.tensor(std, dtype=torch.float32),
             )
-        self.input = torch.zeros(self.channels, 0)  # C, n: track samples from input_start on
+        # Consecutive input blocks [C, n], the first starting at track sample input_start: kept as
+        # a list so that adding a block copies nothing.
+        self.input: list[Tensor] = []
         self.input_start = 0
+        self.buffered = 0
         self.received = 0
         self.emitted = 0
         self.track_length: int | None = None
@@ -1020,7 +1023,7 @@ class StreamingEngine:
     @property
     def held(self) -> int:
         """Samples (time steps) held now: the input buffer plus every lane's window and output."""
-        return self.input.shape[-1] + sum(lane.held for lane in self.lanes)
+        return self.buffered + sum(lane.held for lane in self.lanes)
 
     def push(self, block: Tensor) -> Tensor:
         """Add the next samples of the track and return the stems finished so far.
@@ -1042,8 +1045,10 @@ class StreamingEngine:
         if self.statistics is not None:
             mean, std = self.statistics
             block = (block - mean) / std
-        self.input = torch.cat([self.input, block], dim=-1)
-        self.received += block.shape[-1]
+        if block.shape[-1]:
+            self.input.append(block)
+            self.buffered += block.shape[-1]
+            self.received += block.shape[-1]
         self._note_held()
         self._run_ready()
         return self._emit()
@@ -1073,17 +1078,23 @@ class StreamingEngine:
     def _note_held(self) -> None:
         self.peak_held = max(self.peak_held, self.held)
 
-    def _window(self, lane: _Lane, chunk: _Chunk) -> Tensor:
-        """The chunk's input ``[C, padded_length]`` with zeros outside the track."""
+    def _fill_window(self, lane: _Lane, chunk: _Chunk, out: Tensor) -> None:
+        """Copy the chunk's input into ``out`` ``[C, padded_length]`` (zeros), context included."""
         start = lane.window_start(chunk)
-        end = start + chunk.padded_length
-        inside_start, inside_end = max(start, 0), min(end, self.received)
-        if inside_end <= inside_start:  # all of it in the shift's zeros
-            return self.input.new_zeros(self.channels, chunk.padded_length)
+        inside_start, inside_end = max(start, 0), min(start + chunk.padded_length, self.received)
+        if inside_end <= inside_start:
+            return  # all of it in the shift's zeros
         if inside_start < self.input_start:
             raise RuntimeError("the streaming buffer no longer holds the input of a chunk")
-        inside = self.input[:, inside_start - self.input_start : inside_end - self.input_start]
-        return F.pad(inside, (inside_start - start, end - inside_end))
+        position = self.input_start
+        for block in self.input:
+            block_end = position + block.shape[-1]
+            first, last = max(position, inside_start), min(block_end, inside_end)
+            if first < last:
+                out[:, first - start : last - start] = block[:, first - position : last - position]
+            if block_end >= inside_end:
+                break
+            position = block_end
 
     def _claim(self) -> list[tuple[_Lane, list[_Chunk], Tensor]]:
         """Up to ``jobs`` batches whose input has arrived, lane after lane."""
@@ -1093,7 +1104,9 @@ class StreamingEngine:
                 batch = lane.next_batch(self.received, self.track_length, self.batch_size)
                 if not batch:
                     break
-                inputs = torch.stack([self._window(lane, chunk) for chunk in batch])  # N, C, P
+                inputs = torch.zeros(len(batch), self.channels, batch[0].padded_length)  # N, C, P
+                for chunk, row in zip(batch, inputs):
+                    self._fill_window(lane, chunk, row)
                 claimed.append((lane, batch, inputs))
             if len(claimed) == self.jobs:
                 break
@@ -1120,13 +1133,12 @@ class StreamingEngine:
             return _call_model(model, inputs, None, self.device)
 
     def _trim_input(self) -> None:
+        """Forget the input blocks that end before the earliest sample a lane may still read."""
         keep = min((lane.keep_from() for lane in self.lanes), default=float("inf"))
-        if keep <= self.input_start:
-            return
-        drop = min(self.input.shape[-1], int(min(keep, self.received)) - self.input_start)
-        if drop > 0:
-            self.input = self.input[:, drop:]
-            self.input_start += drop
+        while self.input and self.input_start + self.input[0].shape[-1] <= keep:
+            dropped = self.input.pop(0).shape[-1]
+            self.input_start += dropped
+            self.buffered -= dropped
 
     def _emit(self) -> Tensor:
         """Combine the lanes' final samples over shifts and members, as :func:`apply_model` does."""
