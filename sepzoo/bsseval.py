@@ -12,71 +12,153 @@ frame (window and hop of one second at 44.1 kHz by default), and the energy rati
 frame. A frame where any reference or any estimate is silent (its channels sum to zero at every
 sample) is NaN for every source, as museval reports it.
 
-Everything runs in float64. The correlations are computed with real FFTs of the whole track,
-the filters are applied to all frames at once by FFT convolution.
+How it is computed, in float64 throughout:
+
+1. The least-squares problems only need correlations at lags below ``filters_len``, so they are
+   accumulated block by block (:func:`_lagged_correlations`): short FFTs of every block, one
+   batched matrix product per frequency summing the cross-spectra over blocks, one short
+   inverse FFT per signal pair. That costs a few short FFTs per sample instead of one FFT of
+   the whole track per pair of signals.
+2. The Gram matrix of the delayed references is block Toeplitz and is filled from those
+   correlations. One Cholesky factorisation serves every estimate's filters onto all
+   references; the filters onto an estimate's own reference solve with a diagonal block.
+3. Every frame is filtered in the frequency domain, and the energies of the projections and of
+   their differences are read off the spectra by Parseval's theorem, so no projection is ever
+   brought back to the time domain. The SDR needs no projection and is taken on the samples.
+
+Spectra are laid out frequency-major (``[F, ...]``), as the per-frequency matrix products want
+them, and work is done in steps small enough for the intermediate arrays to stay in the
+processor's caches, with work spaces reused from step to step: on long tracks, memory traffic
+costs more than the arithmetic.
 """
 
 from __future__ import annotations
 
 import math
 
+import scipy.fft
 import torch
 from torch import Tensor
 
 EPS = float(torch.finfo(torch.float64).eps)
 """Ridge added to the correlation matrices before solving for the filters (museval's)."""
 
+BLOCKS_PER_STEP = 8
+"""Blocks transformed together while correlating."""
 
-def _next_power_of_two(n: int) -> int:
-    return 1 << max(0, math.ceil(math.log2(n)))
+FRAMES_PER_STEP = 4
+"""Frames transformed together while filtering."""
 
-
-def _frame_slices(length: int, window: int, hop: int) -> list[tuple[int, int]]:
-    """museval's frames: whole windows only, or one frame of the whole track when shorter."""
-    if window >= length:
-        return [(0, length)]
-    count = (length - window + hop) // hop
-    return [(index * hop, index * hop + window) for index in range(count)]
+FREQUENCIES_PER_STEP = 1024
+"""Frequencies filtered together within a step of frames."""
 
 
-def _lagged_correlations(first: Tensor, second: Tensor, n_fft: int, lags: Tensor) -> Tensor:
-    """``out[p, q, k] = sum_t first[p, t + lags[k]] * second[q, t]`` (zero outside the signals).
+def _fft_size(n: int) -> int:
+    """The smallest even ``2^a 3^b 5^c >= n``: sizes every FFT library transforms quickly."""
+    best = 1 << max(1, math.ceil(math.log2(max(n, 1))))
+    power_of_five = 1
+    while power_of_five < best:
+        power_of_three = power_of_five
+        while power_of_three < best:
+            best = min(best, power_of_three << max(1, math.ceil(math.log2(n / power_of_three))))
+            power_of_three *= 3
+        power_of_five *= 5
+    return best
+
+
+def _rfft_along_time(signals: Tensor, n_fft: int) -> Tensor:
+    """Real FFT along the last (time) axis, zero-padded to ``n_fft``: ``[..., W]`` to a
+    contiguous frequency-major ``[F, ...]``.
+
+    torch's FFT always lays the transformed axis out last, and reordering its output costs more
+    than the transform; on the CPU, scipy's reads the time axis of any strided view and writes
+    the frequency-major layout directly.
+    """
+    if signals.device.type == "cpu":
+        spectra = scipy.fft.rfft(
+            signals.numpy().transpose(-1, *range(signals.dim() - 1)),
+            n=n_fft,
+            axis=0,
+            workers=torch.get_num_threads(),
+        )
+        return torch.from_numpy(spectra)
+    return torch.fft.rfft(signals, n=n_fft).movedim(-1, 0).contiguous()
+
+
+def _segment(signals: Tensor, start: int, stop: int) -> Tensor:
+    """``signals[..., start:stop]``, taken as zero outside their samples."""
+    length = signals.shape[-1]
+    inside = signals[..., max(start, 0) : min(stop, length)]
+    if start >= 0 and stop <= length:
+        return inside
+    return torch.nn.functional.pad(inside, (max(0, -start), max(0, stop - length)))
+
+
+def _lagged_correlations(references: Tensor, estimates: Tensor, max_lag: int) -> Tensor:
+    """``out[p, q, max_lag + k] = sum_t references[p, t + k] * others[q, t]`` for
+    ``|k| <= max_lag``, where ``others`` are the references then the estimates, all taken as zero
+    outside their samples.
+
+    The others are cut into blocks; each block is correlated with the stretch of the references
+    that covers it plus ``max_lag`` samples on either side, by FFTs as long as that stretch, so
+    that nothing wraps around. The cross-spectra of all blocks add up to the spectrum of the
+    whole-track correlations at those lags.
 
     Args:
-        first: Real FFTs ``[P, F]`` of zero-padded signals.
-        second: Real FFTs ``[Q, F]``.
-        n_fft: The FFT size (at least the signal length plus the largest lag).
-        lags: Lags, negative ones included, ``[K]``.
+        references: ``[P, T]``.
+        estimates: ``[P, T]``.
+        max_lag: Largest lag, in samples.
+
+    Returns:
+        ``[P, 2P, 2 * max_lag + 1]``, lags ``-max_lag .. max_lag``.
     """
-    rows = []
-    for index in range(first.shape[0]):
-        circular = torch.fft.irfft(first[index].unsqueeze(0) * second.conj(), n=n_fft)  # Q, n_fft
-        rows.append(circular[:, lags % n_fft])
-    return torch.stack(rows)  # P, Q, K
+    count, length = references.shape
+    # Blocks several times longer than the margins keep the overlap (and so the FFT work per
+    # sample) small; a short signal is one block.
+    n_fft = min(_fft_size(max(16 * max_lag, 4096)), _fft_size(length + 2 * max_lag))
+    block = n_fft - 2 * max_lag
+    blocks = -(-length // block)
+    # The blocks of the references and estimates, zero-padded to n_fft: the padding is written
+    # once.
+    padded = references.new_zeros(2, count, BLOCKS_PER_STEP, n_fft)
+    spectrum = torch.zeros(
+        n_fft // 2 + 1, count, 2 * count, dtype=torch.complex128, device=references.device
+    )  # F, P, 2P
+    for first in range(0, blocks, BLOCKS_PER_STEP):
+        step = min(BLOCKS_PER_STEP, blocks - first)
+        start, stop = first * block, (first + step) * block
+        stretches = _segment(references, start - max_lag, stop + max_lag).unfold(
+            -1, n_fft, block
+        )  # P, b, n_fft
+        for index, signals in enumerate((references, estimates)):
+            padded[index, :, :step, :block] = _segment(signals, start, stop).unflatten(-1, (step, block))
+        stretch_spectra = _rfft_along_time(stretches, n_fft)  # F, P, b
+        other_spectra = _rfft_along_time(padded[:, :, :step], n_fft).flatten(1, 2)  # F, 2P, b
+        # Summed over blocks, one matrix product per frequency: X(f) conj(Y(f)).
+        spectrum.baddbmm_(stretch_spectra, other_spectra.mH)
+    return torch.fft.irfft(spectrum.permute(1, 2, 0), n=n_fft)[..., : 2 * max_lag + 1]
 
 
-def _normal_equations(reference_spectra: Tensor, n_fft: int, filters_len: int) -> Tensor:
-    """The Gram matrix ``[P*L, P*L]`` of the references delayed by ``0 .. L-1``, plus museval's
-    ridge, rows ordered (reference, lag)."""
-    lags = torch.arange(-(filters_len - 1), filters_len, device=reference_spectra.device)
-    correlations = _lagged_correlations(reference_spectra, reference_spectra, n_fft, lags)  # P, P, 2L-1
-    delay = torch.arange(filters_len, device=lags.device)
-    # <r_p delayed by a, r_q delayed by b> = corr_pq[b - a]
-    index = delay.unsqueeze(0) - delay.unsqueeze(1) + filters_len - 1  # L, L
-    gram = correlations[:, :, index]  # P, Q, L(a), L(b)
-    count = reference_spectra.shape[0]
-    gram = gram.permute(0, 2, 1, 3).reshape(count * filters_len, count * filters_len)
-    return gram + EPS * torch.eye(gram.shape[0], dtype=gram.dtype, device=gram.device)
+def _gram_matrix(correlations: Tensor, filters_len: int) -> Tensor:
+    """The Gram matrix of the references delayed by ``0 .. L-1``, plus museval's ridge.
 
+    Args:
+        correlations: ``<r_p shifted by k, r_q>`` for lags ``-(L-1) .. L-1``, ``[P, P, 2L-1]``.
+        filters_len: ``L``.
 
-def _cross_correlations(
-    reference_spectra: Tensor, estimate_spectra: Tensor, n_fft: int, filters_len: int
-) -> Tensor:
-    """``<r_p delayed by m, e_c>`` for every reference ``p``, lag ``m`` and estimate channel
-    ``c``: ``[P*L, C]``, rows ordered (reference, lag)."""
-    delay = torch.arange(filters_len, device=reference_spectra.device)
-    cross = _lagged_correlations(reference_spectra, estimate_spectra, n_fft, -delay)  # P, C, L
-    return cross.permute(0, 2, 1).reshape(reference_spectra.shape[0] * filters_len, -1)
+    Returns:
+        ``[P*L, P*L]``, rows and columns ordered (reference, delay).
+    """
+    count = correlations.shape[0]
+    gram = correlations.new_empty(count, filters_len, count, filters_len)
+    # <r_p delayed by a, r_q delayed by b> = corr_pq[b - a]: the matrix is block Toeplitz, and
+    # the row of delay a holds the window of lags -a .. L-1-a.
+    windows = correlations.unfold(-1, filters_len, 1)  # P, P, L (first lag + L-1), L
+    for delay in range(filters_len):
+        gram[:, delay] = windows[:, :, filters_len - 1 - delay]
+    gram = gram.reshape(count * filters_len, count * filters_len)
+    gram.diagonal().add_(EPS)
+    return gram
 
 
 def _solve(gram: Tensor, right: Tensor) -> Tensor:
@@ -88,17 +170,147 @@ def _solve(gram: Tensor, right: Tensor) -> Tensor:
     return torch.linalg.solve(gram, right)
 
 
-def _project(frames: Tensor, filter_spectra: Tensor, n_fft: int, length: int) -> Tensor:
-    """Sum over references of each frame convolved with its filters: ``[N, C, length]``.
+def _distortion_filters(references: Tensor, estimates: Tensor, filters_len: int) -> tuple[Tensor, Tensor]:
+    """The least-squares filters of every estimate channel onto all references, and onto its
+    own source's reference only.
 
     Args:
-        frames: Real FFTs of the reference frames, ``[P, N, F]``.
-        filter_spectra: Real FFTs of the filters, ``[P, C, F]``.
-        n_fft: The FFT size.
-        length: Samples to keep (frame plus filter tail).
+        references: ``[S, C, T]``.
+        estimates: ``[S, C, T]``.
+        filters_len: Taps ``L`` of the filters.
+
+    Returns:
+        ``every[p, s*C + c, m]``, ``[S*C, S*C, L]``: tap ``m`` from reference channel ``p`` to
+        channel ``c`` of estimate ``s``; ``own[s, c', c, m]``, ``[S, C, C, L]``: tap ``m`` from
+        channel ``c'`` of reference ``s`` to channel ``c`` of estimate ``s``.
     """
-    spectra = torch.einsum("pnf,pcf->ncf", frames, filter_spectra)
-    return torch.fft.irfft(spectra, n=n_fft)[..., :length]
+    sources, channels, length = references.shape
+    count = sources * channels
+    max_lag = filters_len - 1
+    correlations = _lagged_correlations(
+        references.reshape(count, length), estimates.reshape(count, length), max_lag
+    )  # P, 2P, 2L-1
+    gram = _gram_matrix(correlations[:, :count], filters_len)  # P*L, P*L
+    # <r_p delayed by m, e_q> = corr_pq[-m], m = 0 .. L-1
+    cross = correlations[:, count:, : max_lag + 1].flip(-1)  # P, P(estimates), L
+    cross = cross.permute(0, 2, 1).reshape(count * filters_len, count)  # P*L, P
+
+    every = _solve(gram, cross).reshape(count, filters_len, count)
+    block = channels * filters_len
+    own = []
+    for source in range(sources):
+        rows = slice(source * block, (source + 1) * block)
+        columns = slice(source * channels, (source + 1) * channels)
+        own.append(_solve(gram[rows, rows], cross[rows, columns]))  # C*L, C
+    own = torch.stack(own).reshape(sources, channels, filters_len, channels)
+    return every.transpose(1, 2), own.transpose(2, 3)
+
+
+def _filter_spectra(every: Tensor, own: Tensor, n_fft: int) -> Tensor:
+    """Real FFTs of all filters as one ``[P, 2*S*C]`` matrix per frequency, ``[F, P, 2*S*C]``.
+
+    Column ``s*C + c`` holds the filters of estimate ``s``, channel ``c``, onto all references;
+    column ``S*C + s*C + c`` its filters onto its own reference (zero from the others'), so
+    that one matrix product gives both projections.
+
+    Args:
+        every: ``[P, S*C, L]`` (see :func:`_distortion_filters`).
+        own: ``[S, C, C, L]``.
+        n_fft: FFT size.
+    """
+    sources, channels, _, filters_len = own.shape
+    count = sources * channels
+    own_block_diagonal = every.new_zeros(sources, channels, sources, channels, filters_len)
+    for source in range(sources):
+        own_block_diagonal[source, :, source] = own[source]
+    filters = torch.cat([every, own_block_diagonal.reshape(count, count, filters_len)], dim=1)  # P, 2P, L
+    return _rfft_along_time(filters, n_fft)  # F, P, 2P
+
+
+def _projection_energies(true: Tensor, estimate: Tensor, filter_spectra: Tensor) -> Tensor:
+    """Energies of the projections of some frames and of their differences, by Parseval.
+
+    Args:
+        true: Real FFTs (size ``n_fft``) of the reference frames, ``[F, N, P]`` (any strides),
+            with the DC and Nyquist bins scaled by ``sqrt(1/2)``: every other bin stands for
+            itself and its mirror image, so the energies are then ``2 / n_fft`` times the plain
+            sums of squared magnitudes.
+        estimate: The same of the estimate frames.
+        filter_spectra: ``[F, P, 2P]``, from :func:`_filter_spectra`.
+
+    Returns:
+        ``[5, N, P]``: the energies, per frame and estimate channel, of ``own - true``,
+        ``own``, ``every - own``, ``every`` and ``estimate - every``, where ``own`` and
+        ``every`` are the projections onto the own reference and onto all references.
+    """
+    bins, count, signals = true.shape
+    n_fft = 2 * (bins - 1)
+    energies = true.new_zeros(5, count, signals, dtype=torch.float64)
+    terms = true.new_empty(5, FREQUENCIES_PER_STEP, count, signals)
+    for first in range(0, bins, FREQUENCIES_PER_STEP):
+        step = slice(first, first + FREQUENCIES_PER_STEP)
+        projections = torch.matmul(true[step], filter_spectra[step])  # f, N, 2P
+        every, own = projections[..., :signals], projections[..., signals:]
+        used = terms[:, : projections.shape[0]]  # 5, f, N, P
+        torch.sub(own, true[step], out=used[0])
+        used[1] = own
+        torch.sub(every, own, out=used[2])
+        used[3] = every
+        torch.sub(estimate[step], every, out=used[4])
+        # One reduction axis at a time: torch is far slower reducing two axes at once here.
+        energies += torch.view_as_real(used).square_().sum(dim=1).sum(dim=-1)
+    return energies * (2 / n_fft)
+
+
+def _frame_scores(
+    reference_frames: Tensor, estimate_frames: Tensor, filter_spectra: Tensor, padded: Tensor
+) -> dict[str, Tensor]:
+    """SDR, ISR, SIR and SAR of some frames, NaN where a frame is silent.
+
+    A frame's projections are its reference samples (zero outside the frame) convolved with the
+    filters, ``W + L - 1`` samples long as in museval. With FFTs at least that long, products
+    of spectra are those convolutions exactly, and Parseval's theorem gives their energies (and
+    those of their differences) from the spectra.
+
+    Args:
+        reference_frames: ``[S, C, N, W]``.
+        estimate_frames: ``[S, C, N, W]``.
+        filter_spectra: ``[F, S*C, 2*S*C]``, from :func:`_filter_spectra`.
+        padded: Work space ``[2, S, C, N or more, n_fft]``, zero from sample ``W`` on.
+
+    Returns:
+        ``{"SDR", "ISR", "SIR", "SAR"}``, each ``[S, N]``.
+    """
+    sources, channels, count, length = reference_frames.shape
+    padded = padded[:, :, :, :count]
+    padded[0, ..., :length] = reference_frames
+    padded[1, ..., :length] = estimate_frames
+    frames = padded[..., :length]  # 2, S, C, N, W
+    channel_sums = sum(frames.unbind(dim=2))  # 2, S, N, W
+    silent = (channel_sums.abs().amax(dim=-1) == 0).flatten(end_dim=1).any(dim=0)  # N
+    # The SDR compares the estimate with the reference itself: no filter is involved.
+    true_energy = torch.linalg.vecdot(frames[0], frames[0]).sum(dim=1)  # S, N
+    error = frames[1] - frames[0]
+    sdr = _decibels(true_energy, torch.linalg.vecdot(error, error).sum(dim=1))
+
+    n_fft = 2 * (filter_spectra.shape[0] - 1)
+    spectra = _rfft_along_time(padded, n_fft)  # F, 2, S, C, N
+    spectra[0] *= math.sqrt(0.5)
+    spectra[-1] *= math.sqrt(0.5)
+    true, estimate = spectra.flatten(2, 3).mT.unbind(dim=1)  # F, N, P each
+    energies = _projection_energies(true, estimate, filter_spectra)  # 5, N, P
+    energies = energies.unflatten(-1, (sources, channels)).sum(dim=-1).mT  # 5, S, N
+    own_error, own, interference, every, artifacts = energies
+    scores = {
+        "SDR": sdr,
+        "ISR": _decibels(true_energy, own_error),
+        "SIR": _decibels(own, interference),
+        "SAR": _decibels(every, artifacts),
+    }
+    return {
+        name: torch.where(silent, torch.full_like(values, math.nan), values)
+        for name, values in scores.items()
+    }
 
 
 def _decibels(numerator: Tensor, denominator: Tensor) -> Tensor:
@@ -115,6 +327,14 @@ def bss_eval_v4(
 ) -> dict[str, Tensor]:
     """SDR, ISR, SIR and SAR of every source and frame, as ``museval.evaluate(mode="v4")``.
 
+    Runs on the device of the inputs. Frames are museval's: whole windows only, or one frame of
+    the whole track when the window is longer than the track. museval's ISR, SIR and SAR can
+    depend on the order of the sources where its projections are ill-conditioned; to compare
+    with published museval results, pass the sources in museval's order (musdb's
+    ``track.targets``: vocals, drums, bass, other). Where museval refuses a track because a
+    reference or an estimate is silent throughout, every frame holds a silent source and is NaN
+    here.
+
     Args:
         references: True stems ``[S, C, T]``.
         estimates: Estimated stems, same shape.
@@ -130,60 +350,23 @@ def bss_eval_v4(
             f"references and estimates must both be [sources, channels, time], got {list(references.shape)} "
             f"and {list(estimates.shape)}"
         )
-    references, estimates = references.double(), estimates.double()
-    sources, channels, length = references.shape
-    n_fft = _next_power_of_two(length + filters_len - 1)
-    reference_spectra = torch.fft.rfft(references.reshape(sources * channels, length), n=n_fft)  # P, F
-    estimate_spectra = torch.fft.rfft(estimates, n=n_fft)  # S, C, F
-
-    slices = _frame_slices(length, window, hop)
-    frame_length = slices[0][1] - slices[0][0]
-    starts = torch.tensor([start for start, _ in slices], device=references.device)
-    positions = starts.unsqueeze(1) + torch.arange(frame_length, device=references.device)  # N, W
-    reference_frames = references[..., positions]  # S, C, N, W
-    estimate_frames = estimates[..., positions]  # S, C, N, W
-    conv_fft = _next_power_of_two(frame_length + filters_len - 1)
-    padded = frame_length + filters_len - 1
-    frame_spectra = torch.fft.rfft(reference_frames, n=conv_fft).reshape(sources * channels, len(slices), -1)
-
-    silent = (reference_frames.sum(dim=1) == 0).all(dim=-1).any(dim=0)  # N
-    silent |= (estimate_frames.sum(dim=1) == 0).all(dim=-1).any(dim=0)
-
-    # The filters of every estimate onto all references share one Gram matrix; those onto the
-    # estimate's own reference share that reference's block of it.
-    gram = _normal_equations(reference_spectra, n_fft, filters_len)  # P*L, P*L
-    cross = torch.stack(
-        [
-            _cross_correlations(reference_spectra, estimate_spectra[s], n_fft, filters_len)
-            for s in range(sources)
-        ]
-    )  # S, P*L, C
-    every_filters = _solve(gram, cross.permute(1, 0, 2).reshape(gram.shape[0], -1))  # P*L, S*C
-    every_filters = every_filters.reshape(sources * channels, filters_len, sources, channels)
-    block = channels * filters_len
-
-    results = {name: [] for name in ("SDR", "ISR", "SIR", "SAR")}
-    for target in range(sources):
-        own = slice(target * channels, (target + 1) * channels)
-        rows = slice(target * block, (target + 1) * block)
-        every_filter = every_filters[:, :, target]  # P, L, C
-        own_filter = _solve(gram[rows, rows], cross[target, rows]).reshape(channels, filters_len, channels)
-        every_spectra = torch.fft.rfft(every_filter.permute(0, 2, 1), n=conv_fft)  # P, C, F
-        own_spectra = torch.fft.rfft(own_filter.permute(0, 2, 1), n=conv_fft)  # C, C, F
-        projected = _project(frame_spectra, every_spectra, conv_fft, padded)  # N, C, W+L-1
-        projected_own = _project(frame_spectra[own], own_spectra, conv_fft, padded)  # N, C, W+L-1
-        true = torch.nn.functional.pad(reference_frames[target].transpose(0, 1), (0, filters_len - 1))
-        estimate = torch.nn.functional.pad(estimate_frames[target].transpose(0, 1), (0, filters_len - 1))
-
-        def energy(x: Tensor) -> Tensor:
-            return x.square().sum(dim=(1, 2))  # N
-
-        scores = {
-            "SDR": _decibels(energy(true), energy(estimate - true)),
-            "ISR": _decibels(energy(true), energy(projected_own - true)),
-            "SIR": _decibels(energy(projected_own), energy(projected - projected_own)),
-            "SAR": _decibels(energy(projected), energy(estimate - projected)),
-        }
-        for name, values in scores.items():
-            results[name].append(torch.where(silent, torch.full_like(values, math.nan), values))
-    return {name: torch.stack(values) for name, values in results.items()}
+    references, estimates = references.detach().double(), estimates.detach().double()
+    every, own = _distortion_filters(references, estimates, filters_len)
+    frame_length = min(window, references.shape[-1])
+    filter_spectra = _filter_spectra(every, own, _fft_size(frame_length + filters_len - 1))
+    # [S, C, N, W] views: frame n is samples n*hop .. n*hop + W - 1.
+    reference_frames = references.unfold(-1, frame_length, hop)
+    estimate_frames = estimates.unfold(-1, frame_length, hop)
+    # One work space for every step: fresh large arrays cost page faults on every step.
+    n_fft = 2 * (filter_spectra.shape[0] - 1)
+    padded = references.new_zeros(2, *references.shape[:2], FRAMES_PER_STEP, n_fft)
+    steps = [
+        _frame_scores(
+            reference_frames[:, :, first : first + FRAMES_PER_STEP],
+            estimate_frames[:, :, first : first + FRAMES_PER_STEP],
+            filter_spectra,
+            padded,
+        )
+        for first in range(0, reference_frames.shape[2], FRAMES_PER_STEP)
+    ]
+    return {name: torch.cat([step[name] for step in steps], dim=1) for name in ("SDR", "ISR", "SIR", "SAR")}
