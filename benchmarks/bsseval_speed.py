@@ -7,9 +7,14 @@ that of the evaluation, not of making the data) and times one evaluation, each
 implementation taking the stems in its own layout: museval ``[S, T, C]`` arrays, sepzoo
 ``[S, C, T]`` tensors. The script prints both times, their ratio against the goals
 (museval / sepzoo >= 5 on 30 seconds, >= 10 on 3 minutes), each process's peak resident
-memory, and the largest difference between the two on each metric.
+memory (the float64 stems alone take 1 GB on 3 minutes), and the largest difference between
+the two on each metric.
 
-    .venv/bin/python benchmarks/bsseval_speed.py [--seconds 30 180] [--threads 2]
+One thread per process by default: on a machine whose cores other work also uses, more
+threads than free cores made both sides several times slower, and by amounts that changed
+from run to run; ``--threads 2`` measures them with two.
+
+    .venv/bin/python benchmarks/bsseval_speed.py [--seconds 30 180] [--threads 1]
 """
 
 from __future__ import annotations
@@ -61,8 +66,9 @@ def measure(side: str, folder: Path) -> dict:
 
         from sepzoo.bsseval import bss_eval_v4
 
-        to_torch = lambda x: torch.from_numpy(x).permute(0, 2, 1).contiguous()  # noqa: E731
-        references, estimates = to_torch(references), to_torch(estimates)
+        # One at a time, so that only one of the stems is held in both layouts at once.
+        references = torch.from_numpy(references).permute(0, 2, 1).contiguous()
+        estimates = torch.from_numpy(estimates).permute(0, 2, 1).contiguous()
         start = time.perf_counter()
         scores = bss_eval_v4(references, estimates)
         elapsed = time.perf_counter() - start
@@ -96,7 +102,7 @@ def _largest_differences(first: dict, second: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, nargs="+", default=[30.0, 180.0])
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--child", choices=["museval", "sepzoo"], help=argparse.SUPPRESS)
     parser.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -67,6 +67,11 @@ def _fft_size(n: int) -> int:
     return best
 
 
+def _on_cpu(tensor: Tensor) -> bool:
+    """Whether scipy can work on the tensor's memory (elsewhere, torch does the work)."""
+    return tensor.device.type == "cpu"
+
+
 def _rfft_along_time(signals: Tensor, n_fft: int) -> Tensor:
     """Real FFT along the last (time) axis, zero-padded to ``n_fft``: ``[..., W]`` to a
     contiguous frequency-major ``[F, ...]``.
@@ -75,7 +80,7 @@ def _rfft_along_time(signals: Tensor, n_fft: int) -> Tensor:
     than the transform; on the CPU, scipy's reads the time axis of any strided view and writes
     the frequency-major layout directly.
     """
-    if signals.device.type == "cpu":
+    if _on_cpu(signals):
         spectra = scipy.fft.rfft(
             signals.numpy().transpose(-1, *range(signals.dim() - 1)),
             n=n_fft,
@@ -171,7 +176,7 @@ def _solve(gram: Tensor, right: Tensor) -> Tensor:
     its clearing of the factor's other triangle, which together cost as much as the
     factorisation, are spared.
     """
-    if gram.device.type == "cpu":
+    if _on_cpu(gram):
         factor, info = scipy.linalg.lapack.dpotrf(gram.numpy().T, lower=1, clean=0)
         if info == 0:
             return torch.from_numpy(scipy.linalg.lapack.dpotrs(factor, right.numpy(), lower=1)[0])
