@@ -22,7 +22,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import BinaryIO, Literal, TypeVar
 
 import numpy as np
 import soundfile as sf
@@ -486,8 +486,8 @@ class StemWriter:
     ``max(1.01 * peak, 1)``, ``"clamp"`` clips samples to +-0.99, ``"none"`` writes the samples
     as they are (an integer format then clips them at full scale). Both apply to float32
     output too. A rescale needs the whole file's peak before writing the first sample, so it
-    writes float32 samples to the temporary file, then converts them block by block into a
-    second one; memory stays flat either way.
+    writes the raw float32 samples to the temporary file, then converts them block by block
+    into a second one in the file's format; memory stays flat either way.
 
     Args:
         path: The output file; ``.wav`` or ``.flac`` chooses the container.
@@ -519,9 +519,13 @@ class StemWriter:
         self.frames = 0
         self._temporaries: list[Path] = []
         self._ready: Path | None = None
+        self._raw: BinaryIO | None = None  # rescale: headerless float32 frames
+        self._file: sf.SoundFile | None = None  # otherwise: the output's own format
         staging = self._temporary()
-        subtype_now, format_now = ("FLOAT", "WAV") if clip_mode == "rescale" else (subtype, self.format)
-        self._file: sf.SoundFile | None = self._open(staging, subtype_now, format_now)
+        if clip_mode == "rescale":
+            self._raw = self._guard(lambda: open(staging, "wb"))  # noqa: SIM115
+        else:
+            self._file = self._open(staging, subtype, self.format)
 
     def write(self, block: Tensor) -> None:
         """Append ``[C, t]`` float samples.
@@ -529,32 +533,50 @@ class StemWriter:
         Args:
             block: The next samples.
         """
-        if self._file is None:
+        raw, handle = self._raw, self._file
+        if raw is None and handle is None:
             raise RuntimeError(f"{self.path}: the writer is closed")
         data = block.detach().to("cpu", torch.float32).T.contiguous().numpy()  # t, C
         if data.size:
             self.peak = max(self.peak, float(np.abs(data).max()))
         if self.clip_mode == "clamp":
             data = np.clip(data, -0.99, 0.99)
-        self._guard(lambda: self._file.write(data))  # type: ignore[union-attr]
+        if raw is not None:
+            self._guard(lambda: raw.write(memoryview(data)))
+        else:
+            self._guard(lambda: handle.write(data))  # type: ignore[union-attr]
         self.frames += len(data)
 
     def finish(self) -> None:
         """Close the file and, for a rescale, convert it to its format with the whole file's gain."""
-        if self._file is None:
-            return
-        handle, self._file = self._file, None
-        self._guard(handle.close)
-        staging = self._temporaries[-1]
-        gain = 1.0 / max(1.01 * self.peak, 1.0) if self.clip_mode == "rescale" else 1.0
-        if self.clip_mode != "rescale" or (gain == 1.0 and self.subtype == "FLOAT" and self.format == "WAV"):
+        raw, handle = self._raw, self._file
+        self._raw = self._file = None
+        staging = self._temporaries[-1] if self._temporaries else None
+        if handle is not None:
+            self._guard(handle.close)
             self._ready = staging
+        if raw is None:
             return
+        self._guard(raw.close)
+        assert staging is not None
+        gain = np.float32(1.0 / max(1.01 * self.peak, 1.0))
         target = self._temporary()
-        with sf.SoundFile(str(staging)) as source, self._open(target, self.subtype, self.format) as out:
-            for block in source.blocks(self.block_frames, dtype="float32", always_2d=True):
-                self._guard(lambda block=block: out.write(block * np.float32(gain)))
+        out = self._open(target, self.subtype, self.format)
+        try:
+            with open(staging, "rb") as source:
+                while True:
+                    samples = np.fromfile(source, dtype=np.float32, count=self.block_frames * self.channels)
+                    if not samples.size:
+                        break
+                    frames = samples.reshape(-1, self.channels) * gain  # t, C
+                    self._guard(lambda frames=frames: out.write(frames))
             self._guard(out.close)
+        finally:
+            if not out.closed:
+                try:
+                    out.close()
+                except Exception:
+                    pass
         staging.unlink()
         self._temporaries.remove(staging)
         self._ready = target
@@ -562,7 +584,8 @@ class StemWriter:
     def commit(self) -> Path:
         """Rename the finished file to ``path`` (replacing any file there) and return ``path``."""
         self.finish()
-        assert self._ready is not None
+        if self._ready is None:
+            raise RuntimeError(f"{self.path}: nothing to commit")
         os.replace(self._ready, self.path)
         self._temporaries.remove(self._ready)
         self._ready = None
@@ -570,12 +593,13 @@ class StemWriter:
 
     def abort(self) -> None:
         """Close and remove every temporary file; ``path`` is left as it was."""
-        if self._file is not None:
-            try:
-                self._file.close()
-            except Exception:
-                pass
-            self._file = None
+        for handle in (self._raw, self._file):
+            if handle is not None:
+                try:
+                    handle.close()
+                except Exception:
+                    pass
+        self._raw = self._file = None
         for temporary in self._temporaries:
             temporary.unlink(missing_ok=True)
         self._temporaries.clear()
