@@ -44,6 +44,10 @@ from torch import Tensor
 EPS = float(torch.finfo(torch.float64).eps)
 """Ridge added to the correlation matrices before solving for the filters (museval's)."""
 
+# Step sizes, measured on 3-minute tracks of four stereo sources: large enough for the matrix
+# products to be efficient, small enough for each step's arrays to stay in cache (the
+# frequency steps) or to be reused by the allocator rather than mapped afresh from the system
+# at every step (the frame steps: their spectra take 23 MB).
 BLOCKS_PER_STEP = 8
 """Blocks transformed together while correlating."""
 

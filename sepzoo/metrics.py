@@ -98,8 +98,8 @@ def sd_sdr(estimate: Tensor, reference: Tensor, eps: float = 1e-8, zero_mean: bo
     therefore costs: an estimate ``c s`` scores ``20 log10(|c| / |1 - c|)``. Since
     ``s_hat - alpha s`` is orthogonal to ``s``, ``||s - s_hat||^2 = ||alpha s - s_hat||^2 +
     (1 - alpha)^2 ||s||^2``, so SD-SDR never exceeds SI-SDR and equals it when ``alpha = 1``
-    (both up to the effect of ``eps``). Computed in float64; ``eps`` is added to the scaling denominator and to both energies, so
-    silent signals give finite values.
+    (both up to the effect of ``eps``). Computed in float64; ``eps`` is added to the scaling
+    denominator and to both energies, so silent signals give finite values.
 
     Args:
         estimate: Estimated stems, ``[..., sources, channels, time]``.

@@ -29,7 +29,8 @@ TOLERANCE_DB = 0.01
 
 
 def sixteen_bit(x: np.ndarray) -> np.ndarray:
-    return np.round(np.clip(x, -1, 1) * 32767) / 32767
+    """Rounded to 16-bit PCM, as the toy set writes its stems."""
+    return np.clip(np.round(x * 32768), -32768, 32767) / 32768
 
 
 def toy_stems(samples: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
