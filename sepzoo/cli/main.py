@@ -79,14 +79,50 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_separate(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("separate", help="split audio files into stems")
-    p.add_argument("files", nargs="+", help="audio files (wav, flac; mp3/m4a need ffmpeg)")
+    p = sub.add_parser(
+        "separate",
+        help="split audio files into stems",
+        description="Split audio files into stems. Each file is streamed through the model, so memory "
+        "does not grow with its length; the stems of a file appear together once all are complete.",
+    )
+    p.add_argument(
+        "files", nargs="+", help="audio files: wav, flac (soundfile); mp3, m4a, stem.mp4 (through ffmpeg)"
+    )
     p.add_argument(
         "-n", "--name", required=True, dest="model", help="model file, training checkpoint or run directory"
     )
     p.add_argument("-o", "--out", required=True, help="output folder: OUT/<file stem>/<source>.wav")
     _add_engine_options(p)
-    p.add_argument("-d", "--device", default="cpu", help="cpu or cuda (default: cpu)")
+    p.add_argument("-d", "--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    p.add_argument(
+        "-j",
+        "--jobs",
+        type=int,
+        default=1,
+        help="chunk batches run at the same time, sharing torch's threads (default: 1)",
+    )
+    p.add_argument(
+        "--two-stems",
+        metavar="SOURCE",
+        default=None,
+        help="write only SOURCE and no_SOURCE (the sum of the other stems)",
+    )
+    depth = p.add_mutually_exclusive_group()
+    depth.add_argument("--int24", action="store_true", help="write 24-bit samples (default: 16-bit)")
+    depth.add_argument("--float32", action="store_true", help="write 32-bit float WAV samples")
+    p.add_argument(
+        "--clip-mode",
+        default="rescale",
+        choices=["rescale", "clamp", "none"],
+        help="rescale a stem that would clip by its peak, clamp samples to +-0.99, or neither "
+        "(default: rescale)",
+    )
+    p.add_argument("--flac", action="store_true", help="write FLAC instead of WAV")
+    p.add_argument(
+        "--normalize",
+        action="store_true",
+        help="normalise each track by its mean and std (from a first pass over the file), as demucs does",
+    )
     p.add_argument("--force", action="store_true", help="overwrite existing stems")
 
 
