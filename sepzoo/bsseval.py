@@ -137,9 +137,8 @@ def _lagged_correlations(references: Tensor, estimates: Tensor, max_lag: int) ->
     for first in range(0, blocks, BLOCKS_PER_STEP):
         step = min(BLOCKS_PER_STEP, blocks - first)
         start, stop = first * block, (first + step) * block
-        stretches = _segment(references, start - max_lag, stop + max_lag).unfold(
-            -1, n_fft, block
-        )  # P, b, n_fft
+        covered = _segment(references, start - max_lag, stop + max_lag)
+        stretches = covered.unfold(-1, n_fft, block)  # P, b, n_fft (overlapping views)
         for index, signals in enumerate((references, estimates)):
             padded[index, :, :step, :block] = _segment(signals, start, stop).unflatten(-1, (step, block))
         stretch_spectra = _rfft_along_time(stretches, n_fft)  # F, P, b
@@ -162,8 +161,8 @@ def _gram_matrix(correlations: Tensor, filters_len: int) -> Tensor:
     count = correlations.shape[0]
     gram = correlations.new_empty(count, filters_len, count, filters_len)
     # <r_p delayed by a, r_q delayed by b> = corr_pq[b - a]: the matrix is block Toeplitz, and
-    # the row of delay a holds the window of lags -a .. L-1-a.
-    windows = correlations.unfold(-1, filters_len, 1)  # P, P, L (first lag + L-1), L
+    # the row of delay a holds lags -a .. L-1-a, which is window L-1-a of these.
+    windows = correlations.unfold(-1, filters_len, 1)  # P, P, L, L: window i holds lags i-L+1 .. i
     for delay in range(filters_len):
         gram[:, delay] = windows[:, :, filters_len - 1 - delay]
     gram = gram.reshape(count * filters_len, count * filters_len)
