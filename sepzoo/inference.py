@@ -1156,11 +1156,10 @@ class StreamingEngine:
         if self.shifts:
             by_member = {member: total / self.shifts for member, total in by_member.items()}
         if isinstance(self.model, BagOfModels):
+            # combine_members asks for the members it uses in order: those that have lanes.
+            in_order = iter([by_member[index] for index in sorted(by_member)])
             stems = combine_members(
-                self.model,
-                torch.empty(1, self.channels, count),
-                None,
-                lambda member, _: by_member[self.members.index(member)].unsqueeze(0),
+                self.model, torch.empty(1, self.channels, count), None, lambda *_: next(in_order).unsqueeze(0)
             )[0]
         else:
             stems = by_member[0]

@@ -102,12 +102,12 @@ def plan_outputs(
         force: Allow overwriting existing stems.
         suffix: Output file suffix. (Default: ``".wav"``)
     """
-    from sepzoo.audio import stream_info
+    from sepzoo.audio import AudioStream
 
     plan: dict[Path, Path] = {}
     for name in files:
         path = Path(name)
-        stream_info(path)  # unreadable inputs fail here, before any computation
+        AudioStream(path)  # probes it: unreadable inputs fail here, before any computation
         stem = path.name.split(".")[0] if path.name.lower().endswith(".stem.mp4") else path.stem
         folder = out / stem
         if folder in plan.values():

@@ -128,6 +128,14 @@ def test_streamed_bag_with_shifts_and_one_target_members(mix):
         torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
 
 
+def test_a_bag_holding_one_model_twice_draws_shifts_for_each_member(mix):
+    torch.manual_seed(0)
+    model = LocalConv(segment=0.2, with_context=False)
+    bag = BagOfModels([model, model], weights=[[1, 1], [2, 1]])
+    expected = apply_model(bag, mix, shifts=1, seed=3)
+    torch.testing.assert_close(streamed(bag, mix, [100], shifts=1, seed=3), expected, atol=1e-6, rtol=0)
+
+
 def test_concurrent_jobs_give_the_same_stems(mix):
     torch.manual_seed(0)
     bag = BagOfModels([LocalConv(segment=0.2), LocalConv(segment=0.3, with_context=False)])
