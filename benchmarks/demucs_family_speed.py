@@ -5,8 +5,15 @@ For each model, an official instance with random weights at its default settings
 an official package and converted to a sepzoo model file; then each side separates the same
 stereo signal (30 s by default) in its own subprocess, on the CPU, and reports its wall time
 and peak resident memory; the sides alternate, twice by default, and each side's fastest run is
-kept. The script prints, per model, both times, the ratio sepzoo / demucs (goal <= 1.0, aim 0.8)
-and both peak memories. sepzoo runs one chunk at a time, as demucs does (``--batch-size``).
+kept. The sides are ``demucs.apply.apply_model`` on the signal in memory, sepzoo's
+``apply_model`` on the same tensor, and sepzoo's streamed separation (what ``sepzoo separate``
+runs, :func:`sepzoo.separate.separate_file`) from a float WAV file of the signal to 16-bit
+stems on disk, reading, writing and the rescale pass included, so the last
+ratio is the stricter one. The streamed side runs twice: with torch's default CPU allocator,
+like the other sides, and with transparent huge pages (``THP_MEM_ALLOC_ENABLE=1``), as
+``sepzoo separate`` runs it. The script prints, per model, the times, the ratios to demucs (goal
+<= 1.0, aim 0.8) and the peak memories. sepzoo runs one chunk at a time, as demucs does
+(``--batch-size``).
 
     .venv/bin/python benchmarks/demucs_family_speed.py [--seconds 30] [--models demucs hdemucs htdemucs]
 """
@@ -15,12 +22,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 OFFICIAL = {
     "demucs": ("demucs.demucs", "Demucs"),
@@ -50,6 +62,13 @@ def prepare(name: str, folder: Path) -> tuple[Path, Path]:
     return package, converted
 
 
+def signal(seconds: float) -> torch.Tensor:
+    """The stereo test signal, ``[1, 2, T]``: the same for every side."""
+    import torch
+
+    return torch.randn(1, 2, int(seconds * 44100), generator=torch.Generator().manual_seed(1)) * 0.1
+
+
 def run_side(
     side: str,
     path: str,
@@ -62,7 +81,23 @@ def run_side(
     import torch
 
     torch.set_num_threads(threads)
-    mix = torch.randn(1, 2, int(seconds * 44100), generator=torch.Generator().manual_seed(1)) * 0.1
+    mix = signal(seconds)
+    if side == "stream":
+        import soundfile as sf
+
+        from sepzoo.checkpoint import load_separator
+        from sepzoo.separate import separate_file
+
+        model = load_separator(path).eval()
+        with tempfile.TemporaryDirectory() as folder:
+            track = Path(folder) / "track.wav"
+            sf.write(track, mix[0].numpy().T, 44100, subtype="FLOAT")
+            start = time.perf_counter()
+            separate_file(model, track, Path(folder), segment=segment, overlap=overlap, batch_size=batch_size)
+            elapsed = time.perf_counter() - start
+        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(json.dumps({"seconds": elapsed, "peak_mb": peak_mb}))
+        return
     if side == "demucs":
         from demucs.apply import apply_model
         from demucs.states import load_model
@@ -82,13 +117,16 @@ def run_side(
     print(json.dumps({"seconds": elapsed, "peak_mb": peak_mb}))
 
 
-def measure(side: str, path: Path, args: argparse.Namespace) -> dict:
+def measure(side: str, path: Path, args: argparse.Namespace, huge_pages: bool = False) -> dict:
+    """Run one side in its own subprocess; ``huge_pages`` sets ``THP_MEM_ALLOC_ENABLE`` to 1
+    (as ``sepzoo separate`` does), else to 0."""
     command = [sys.executable, __file__, "--side", side, "--path", str(path), "--seconds", str(args.seconds),
                "--overlap", str(args.overlap), "--threads", str(args.threads),
                "--batch-size", str(args.batch_size)]  # fmt: skip
     if args.segment is not None:
         command += ["--segment", str(args.segment)]
-    done = subprocess.run(command, capture_output=True, text=True)
+    env = {**os.environ, "THP_MEM_ALLOC_ENABLE": "1" if huge_pages else "0"}
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
     if done.returncode != 0:
         raise SystemExit(f"{side} run failed:\n{done.stderr[-2000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -110,7 +148,7 @@ def main() -> None:
         help="chunks per forward pass on sepzoo's side (default: 1, as demucs)",
     )
     parser.add_argument("--repeat", type=int, default=2, help="runs per side, the fastest kept (default: 2)")
-    parser.add_argument("--side", choices=["demucs", "sepzoo"], help=argparse.SUPPRESS)
+    parser.add_argument("--side", choices=["demucs", "sepzoo", "stream"], help=argparse.SUPPRESS)
     parser.add_argument("--path", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.side:
@@ -132,17 +170,29 @@ def main() -> None:
             package, converted = prepare(name, Path(folder))
             # Alternated and repeated, keeping each side's fastest run: the machine's speed drifts.
             runs = [
-                (measure("demucs", package, args), measure("sepzoo", converted, args))
+                (
+                    measure("demucs", package, args),
+                    measure("sepzoo", converted, args),
+                    measure("stream", converted, args),
+                    measure("stream", converted, args, huge_pages=True),
+                )
                 for _ in range(args.repeat)
             ]
-            theirs = min((run[0] for run in runs), key=lambda r: r["seconds"])
-            ours = min((run[1] for run in runs), key=lambda r: r["seconds"])
+            theirs, ours, streamed, huge = (
+                min((run[i] for run in runs), key=lambda r: r["seconds"]) for i in range(4)
+            )
             print(
                 f"  {name:9s} demucs {theirs['seconds']:7.1f} s  sepzoo {ours['seconds']:7.1f} s  "
                 f"ratio {ours['seconds'] / theirs['seconds']:.2f} (goal <= 1.0)   "
                 f"peak RSS demucs {theirs['peak_mb']:6.0f} MB  sepzoo {ours['peak_mb']:6.0f} MB  "
                 f"ratio {ours['peak_mb'] / theirs['peak_mb']:.2f}"
             )
+            for label, result in [("streamed file to stems", streamed), ("  same, huge pages", huge)]:
+                print(
+                    f"  {'':9s} {label:22s} {result['seconds']:7.1f} s  "
+                    f"ratio {result['seconds'] / theirs['seconds']:.2f} (goal <= 1.0)   "
+                    f"peak RSS {result['peak_mb']:6.0f} MB  ratio {result['peak_mb'] / theirs['peak_mb']:.2f}"
+                )
 
 
 if __name__ == "__main__":
