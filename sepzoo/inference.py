@@ -19,6 +19,8 @@ reuse them.
 
 from __future__ import annotations
 
+import ctypes
+import functools
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -1127,6 +1129,7 @@ class StreamingEngine:
                 lane.flush(self.track_length)
             self._note_held()
             self._trim_input()
+            _release_free_memory()
 
     def _forward(self, model: Separator, inputs: Tensor) -> Tensor:
         with torch.no_grad():  # per thread: grad mode is thread-local
@@ -1168,6 +1171,27 @@ class StreamingEngine:
             stems = stems * std + mean
         self.emitted = ready
         return stems
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's ``malloc_trim``, or ``None`` where the C library has none."""
+    try:
+        return ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
+def _release_free_memory() -> None:
+    """Hand the C allocator's free pages back to the system, where it is glibc.
+
+    glibc keeps the memory of freed activations in its heap, where the next chunks' allocations
+    of other sizes fragment it: over 600 s of Hybrid Demucs the peak crept up by 10% above the
+    first chunk's. Trimming after each round of batches keeps it there, for a few milliseconds.
+    """
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
 
 
 def stream_model(
