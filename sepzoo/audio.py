@@ -219,27 +219,7 @@ def _probe_ffmpeg(path: Path) -> tuple[int, int, float]:
 
 
 def _decode_ffmpeg(path: Path) -> tuple[Tensor, int]:
-    _need_ffmpeg(path)
-    probe = subprocess.run(
-        [
-            "ffprobe",
-            "-v",
-            "error",
-            "-select_streams",
-            "a:0",
-            "-show_entries",
-            "stream=sample_rate,channels",
-            "-of",
-            "csv=p=0",
-            str(path),
-        ],
-        capture_output=True,
-        text=True,
-    )
-    fields = probe.stdout.strip().split("\n")[0].split(",") if probe.returncode == 0 else []
-    if len(fields) < 2 or not all(f.strip().isdigit() for f in fields[:2]):
-        raise DataError(f"{path}: not a readable audio file (ffprobe found no audio stream)")
-    sr, channels = int(fields[0]), int(fields[1])
+    sr, channels, _ = _probe_ffmpeg(path)
     decoded = subprocess.run(
         [
             "ffmpeg",

@@ -56,6 +56,24 @@ def nsdr(estimate: Tensor, reference: Tensor, eps: float = MDX_DELTA) -> Tensor:
     return 10 * torch.log10((signal + eps) / (error + eps))
 
 
+def _best_fit_scale(
+    estimate: Tensor, reference: Tensor, eps: float, zero_mean: bool
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Each source's channels joined into one float64 signal (made zero-mean if asked), and the
+    scale ``alpha = <s_hat, s> / (||s||^2 + eps)`` that best fits the reference to the estimate:
+    ``(estimate [..., S, C*T], reference [..., S, C*T], alpha [..., S, 1])``."""
+    _check_stems(estimate, reference)
+    estimate = estimate.detach().double().flatten(start_dim=-2)  # ..., S, C*T
+    reference = reference.detach().double().flatten(start_dim=-2)
+    if zero_mean:
+        estimate = estimate - estimate.mean(dim=-1, keepdim=True)
+        reference = reference - reference.mean(dim=-1, keepdim=True)
+    alpha = (estimate * reference).sum(dim=-1, keepdim=True) / (
+        reference.square().sum(dim=-1, keepdim=True) + eps
+    )
+    return estimate, reference, alpha
+
+
 def si_sdr(estimate: Tensor, reference: Tensor, eps: float = 1e-8, zero_mean: bool = True) -> Tensor:
     """Scale-invariant SDR (Le Roux et al. 2019, "SDR – half-baked or well done?"), in dB.
 
@@ -74,15 +92,7 @@ def si_sdr(estimate: Tensor, reference: Tensor, eps: float = 1e-8, zero_mean: bo
     Returns:
         ``[..., sources]``, float64.
     """
-    _check_stems(estimate, reference)
-    estimate = estimate.detach().double().flatten(start_dim=-2)  # ..., S, C*T
-    reference = reference.detach().double().flatten(start_dim=-2)
-    if zero_mean:
-        estimate = estimate - estimate.mean(dim=-1, keepdim=True)
-        reference = reference - reference.mean(dim=-1, keepdim=True)
-    alpha = (estimate * reference).sum(dim=-1, keepdim=True) / (
-        reference.square().sum(dim=-1, keepdim=True) + eps
-    )
+    estimate, reference, alpha = _best_fit_scale(estimate, reference, eps, zero_mean)
     target = alpha * reference
     noise = estimate - target
     return 10 * torch.log10((target.square().sum(dim=-1) + eps) / (noise.square().sum(dim=-1) + eps))
@@ -110,15 +120,7 @@ def sd_sdr(estimate: Tensor, reference: Tensor, eps: float = 1e-8, zero_mean: bo
     Returns:
         ``[..., sources]``, float64.
     """
-    _check_stems(estimate, reference)
-    estimate = estimate.detach().double().flatten(start_dim=-2)  # ..., S, C*T
-    reference = reference.detach().double().flatten(start_dim=-2)
-    if zero_mean:
-        estimate = estimate - estimate.mean(dim=-1, keepdim=True)
-        reference = reference - reference.mean(dim=-1, keepdim=True)
-    alpha = (estimate * reference).sum(dim=-1, keepdim=True) / (
-        reference.square().sum(dim=-1, keepdim=True) + eps
-    )
+    estimate, reference, alpha = _best_fit_scale(estimate, reference, eps, zero_mean)
     target = (alpha * reference).square().sum(dim=-1)
     error = (reference - estimate).square().sum(dim=-1)
     return 10 * torch.log10((target + eps) / (error + eps))
