@@ -22,6 +22,16 @@ fi
 
 VENV="${SEPZOO_VENV:-.venv}"
 if [ ! -x "$VENV/bin/python" ]; then
+    # PyTorch with its CUDA libraries makes the environment about 7 GB; pip's own message when
+    # the disk fills halfway through is an OSError deep in a wheel, so say it first.
+    need_kb=$((9 * 1024 * 1024))
+    where=$(realpath -m "$VENV")
+    while [ ! -d "$where" ]; do where=$(dirname "$where"); done
+    free_kb=$(df -Pk "$where" | awk 'NR == 2 {print $4}')
+    if [ -n "$free_kb" ] && [ "$free_kb" -lt "$need_kb" ]; then
+        echo "setup: error: $(realpath -m "$VENV"): $((free_kb / 1024)) MB free, the environment needs about 9 GB" >&2
+        exit 1
+    fi
     echo "setup: creating the virtual environment $VENV" >&2
     python3 -m venv "$VENV"
 fi

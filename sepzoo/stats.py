@@ -168,3 +168,27 @@ def seed_spread(values: Sequence[float] | np.ndarray) -> tuple[float, float]:
         return math.nan, math.nan
     std = float(np.std(kept, ddof=1)) if kept.size > 1 else math.nan
     return float(np.mean(kept)), std
+
+
+def holm_adjust(p_values: Sequence[float]) -> list[float]:
+    """Holm-Bonferroni adjusted p-values for a family of tests run together.
+
+    Comparing many pairs of models on many sources makes some small p-values likely by chance;
+    judging the adjusted values at ``alpha`` keeps the chance of any false claim in the family
+    at or below ``alpha``. NaN p-values (too few tracks) stay NaN and do not count as tests.
+
+    Args:
+        p_values: One p-value per test.
+
+    Returns:
+        The adjusted p-values, in the order given.
+    """
+    values = np.asarray(p_values, dtype=np.float64).reshape(-1)
+    adjusted = np.full(values.shape, math.nan)
+    tested = np.flatnonzero(~np.isnan(values))
+    order = tested[np.argsort(values[tested], kind="stable")]
+    running = 0.0
+    for rank, index in enumerate(order):
+        running = max(running, min(1.0, (order.size - rank) * values[index]))
+        adjusted[index] = running
+    return [float(v) for v in adjusted]

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from sepzoo.stats import bootstrap_interval, paired_comparison, seed_spread
+from sepzoo.stats import bootstrap_interval, holm_adjust, paired_comparison, seed_spread
 
 
 def test_the_interval_of_a_constant_is_that_constant():
@@ -77,3 +77,16 @@ def test_seed_spread_is_the_mean_and_sample_standard_deviation():
     mean, std = seed_spread([4.0, 5.0, 6.0])
     assert mean == 5.0 and std == pytest.approx(1.0)
     assert math.isnan(seed_spread([4.0])[1])
+
+
+def test_holm_multiplies_the_smallest_p_by_the_family_size_and_keeps_the_order_monotone():
+    # Sorted 0.01, 0.02, 0.03, 0.04 -> 4*0.01, 3*0.02, 2*0.03, 1*0.04, each at least the one before.
+    adjusted = holm_adjust([0.04, 0.01, 0.03, 0.02])
+    assert adjusted == pytest.approx([0.06, 0.04, 0.06, 0.06])
+    assert holm_adjust([0.5, 0.9]) == pytest.approx([1.0, 1.0])
+
+
+def test_holm_leaves_nan_out_of_the_family():
+    adjusted = holm_adjust([math.nan, 0.01, 0.04])
+    assert math.isnan(adjusted[0])
+    assert adjusted[1:] == pytest.approx([0.02, 0.04])
