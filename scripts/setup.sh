@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Installs everything sepzoo needs on a fresh Debian/Ubuntu machine: ffmpeg (the `musdb`
-# package refuses to import without ffmpeg and ffprobe), SoundTouch's soundstretch (the
-# pitch/tempo augmentation), a virtual environment, and sepzoo with its test extras. Safe to run
-# again: it only installs what is missing.
+# package refuses to import without ffmpeg and ffprobe; `sepzoo report` encodes its audio with
+# it), SoundTouch's soundstretch (the pitch/tempo augmentation), Chromium and its WebDriver (the
+# report tests open the report in a headless browser), a virtual environment, and sepzoo with
+# its test extras. Safe to run again: it only installs what is missing.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 missing=()
-for tool in ffmpeg:ffmpeg ffprobe:ffmpeg soundstretch:soundstretch; do
+for tool in ffmpeg:ffmpeg ffprobe:ffmpeg soundstretch:soundstretch chromium:chromium \
+    chromedriver:chromium-driver; do
     if ! command -v "${tool%%:*}" >/dev/null 2>&1; then missing+=("${tool##*:}"); fi
 done
 if [ "${#missing[@]}" -gt 0 ]; then
