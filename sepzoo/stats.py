@@ -192,3 +192,167 @@ def holm_adjust(p_values: Sequence[float]) -> list[float]:
         running = max(running, min(1.0, (order.size - rank) * values[index]))
         adjusted[index] = running
     return [float(v) for v in adjusted]
+
+
+STATISTIC_OF_METRIC: dict[str, str] = {"cSDR": "median", "nSDR": "mean"}
+"""How each comparison metric is summarised over tracks: cSDR by its median (as SiSEC and
+museval report it), nSDR by its mean (as the MDX challenges do)."""
+
+
+def compare_systems(
+    systems: list[dict],
+    sources: Sequence[str],
+    confidence: float = 0.95,
+    alpha: float = 0.05,
+    resamples: int = 10000,
+) -> dict:
+    """Intervals, paired tests and the waveform-vs-spectrogram panel of a comparison.
+
+    Each system is a dict with ``label``, ``domain`` (``waveform``, ``spectrogram``, ``hybrid``,
+    ``oracle`` ...), ``kind`` (``trained`` or ``oracle``), ``per_track[metric][source]`` (one
+    score per track, every system in the same track order, ``None`` for a missing score) and,
+    optionally, ``per_seed[metric][source]`` (one summary per training seed). A ``summary`` is
+    added to every system: per metric and source the statistic over tracks
+    (:data:`STATISTIC_OF_METRIC`) with its bootstrap interval and the standard deviation over
+    seeds.
+
+    Paired tests compare every two trained systems of different domains, per metric and
+    source, on their per-track scores (mean difference, bootstrap interval, Wilcoxon p-value).
+    The panel compares the domains themselves: per track, the mean score of each domain's
+    trained systems, waveform against spectrogram (and hybrid against each, where present).
+    Within each metric, the p-values of the pairs and those of the panel are Holm-adjusted as
+    two families, and ``significant`` is judged on the adjusted value.
+
+    Args:
+        systems: The systems, changed in place (``summary`` is added).
+        sources: The sources to compare.
+        confidence: Coverage of every interval. (Default: ``0.95``)
+        alpha: Significance level. (Default: ``0.05``)
+        resamples: Bootstrap resamples. (Default: ``10000``)
+
+    Returns:
+        ``{"domains": {domain: [labels]}, "paired": [...], "domain_panel": [...]}``; each test is
+        a dict with ``metric``, ``source``, ``a``, ``b``, ``mean_difference``, ``low``, ``high``,
+        ``count``, ``p_value``, ``p_holm`` and ``significant``.
+    """
+    metrics = list(STATISTIC_OF_METRIC)
+    for system in systems:
+        system["summary"] = {
+            metric: {source: _summary(system, metric, source, confidence, resamples) for source in sources}
+            for metric in metrics
+        }
+    domains: dict[str, list[str]] = {}
+    for system in systems:
+        domains.setdefault(system["domain"], []).append(system["label"])
+    trained = [s for s in systems if s.get("kind") == "trained"]
+    pairs = [(a, b) for i, a in enumerate(trained) for b in trained[i + 1 :] if a["domain"] != b["domain"]]
+    paired: list[dict] = []
+    panel: list[dict] = []
+    domain_scores = _domain_means(trained)
+    domain_pairs = [
+        (a, b)
+        for a, b in (("waveform", "spectrogram"), ("hybrid", "waveform"), ("hybrid", "spectrogram"))
+        if a in domain_scores and b in domain_scores
+    ]
+    for metric in metrics:
+        family = [
+            _test(
+                metric,
+                source,
+                a["label"],
+                b["label"],
+                _scores(a, metric, source),
+                _scores(b, metric, source),
+                confidence,
+                alpha,
+                resamples,
+            )
+            for a, b in pairs
+            for source in sources
+        ]
+        panel_family = [
+            _test(
+                metric,
+                source,
+                a,
+                b,
+                domain_scores[a][metric][source],
+                domain_scores[b][metric][source],
+                confidence,
+                alpha,
+                resamples,
+            )
+            for a, b in domain_pairs
+            for source in sources
+        ]
+        for tests in (family, panel_family):
+            for test, adjusted in zip(tests, holm_adjust([t["p_value"] for t in tests])):
+                test["p_holm"] = adjusted
+                test["significant"] = not math.isnan(adjusted) and adjusted < alpha
+        paired += family
+        panel += panel_family
+    return {"domains": domains, "paired": paired, "domain_panel": panel}
+
+
+def _scores(system: dict, metric: str, source: str) -> np.ndarray:
+    values = system.get("per_track", {}).get(metric, {}).get(source)
+    if values is None:
+        return np.array([], dtype=np.float64)
+    return np.array([math.nan if v is None else v for v in values], dtype=np.float64)
+
+
+def _summary(system: dict, metric: str, source: str, confidence: float, resamples: int) -> dict:
+    interval = bootstrap_interval(
+        _scores(system, metric, source), STATISTIC_OF_METRIC[metric], confidence, resamples
+    )
+    seeds = system.get("per_seed", {}).get(metric, {}).get(source) or []
+    _, spread = seed_spread([math.nan if v is None else v for v in seeds])
+    return {
+        "estimate": interval.estimate,
+        "low": interval.low,
+        "high": interval.high,
+        "count": interval.count,
+        "seed_std": spread,
+    }
+
+
+def _domain_means(trained: list[dict]) -> dict[str, dict[str, dict[str, np.ndarray]]]:
+    """Per domain, metric and source: the per-track mean over the domain's trained systems."""
+    grouped: dict[str, list[dict]] = {}
+    for system in trained:
+        grouped.setdefault(system["domain"], []).append(system)
+    means: dict[str, dict[str, dict[str, np.ndarray]]] = {}
+    for domain, members in grouped.items():
+        means[domain] = {}
+        for metric in STATISTIC_OF_METRIC:
+            sources = members[0].get("per_track", {}).get(metric, {})
+            means[domain][metric] = {
+                source: np.mean(np.stack([_scores(m, metric, source) for m in members]), axis=0)
+                for source in sources
+            }
+    return means
+
+
+def _test(
+    metric: str,
+    source: str,
+    a: str,
+    b: str,
+    first: np.ndarray,
+    second: np.ndarray,
+    confidence: float,
+    alpha: float,
+    resamples: int,
+) -> dict:
+    result = paired_comparison(first, second, confidence, alpha, resamples)
+    return {
+        "metric": metric,
+        "source": source,
+        "a": a,
+        "b": b,
+        "mean_difference": result.mean_difference,
+        "low": result.interval.low,
+        "high": result.interval.high,
+        "count": result.count,
+        "p_value": result.p_value,
+    }

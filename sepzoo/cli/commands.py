@@ -237,3 +237,39 @@ def cmd_toy_musdb(args: argparse.Namespace) -> int:
         f"{args.tracks} train and {args.test_tracks} test tracks of {args.seconds:g} s"
     )
     return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    """``sepzoo compare RECIPE [key=value ...] [-o OUT] [--force] [--no-report]``.
+
+    Args:
+        args: Parsed arguments.
+    """
+    from sepzoo.compare import run_comparison
+
+    run_comparison(args.recipe, args.overrides, out=args.out, force=args.force, report=not args.no_report)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """``sepzoo report RUN_DIR... -o report.html [--force]``.
+
+    Args:
+        args: Parsed arguments.
+    """
+    from sepzoo.report import write_report
+
+    path = write_report(args.dirs, args.out, force=args.force)
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_zoo(args: argparse.Namespace) -> int:
+    """``sepzoo zoo [--cards DIR] [--render DIR] [--record COMPARISON_DIR] [--force]``.
+
+    Args:
+        args: Parsed arguments.
+    """
+    from sepzoo.zoo import run_zoo
+
+    return run_zoo(cards=args.cards, render=args.render, record=args.record, force=args.force)

@@ -1,4 +1,4 @@
-"""``sepzoo``: train, evaluate, separate, export, list models and make the toy data set.
+"""``sepzoo``: train, evaluate, separate, compare, report, export, list models and cards, make toy data.
 
 Every command reports bad input as one line on stderr and exits with status 2; heavy
 libraries are imported only by the command that needs them, so ``sepzoo --help`` is quick.
@@ -186,6 +186,55 @@ def _add_toy(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--force", action="store_true", help="replace an existing data set")
 
 
+def _add_compare(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "compare",
+        help="train, evaluate and compare the models of a comparison recipe on the same tracks",
+        description="Run a comparison recipe (recipes/compare/*.yaml): train every model and seed "
+        "not yet trained (finished runs are reused), evaluate every model and oracle on the same "
+        "test tracks, then write the comparison table with confidence intervals and paired tests, "
+        "a W&B summary run and report.html.",
+    )
+    p.add_argument("recipe", help="comparison recipe YAML")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="comparison recipe overrides")
+    p.add_argument("-o", "--out", default=None, help="output folder (default: the recipe's `out`)")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="retrain and re-evaluate everything (without it, finished runs and scores are reused)",
+    )
+    p.add_argument("--no-report", action="store_true", help="do not write report.html")
+
+
+def _add_report(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "report",
+        help="write a self-contained HTML report of comparisons or evaluations",
+        description="Write one HTML file (tables, plots, audio excerpts, configs) that opens in a "
+        "browser with no server, from comparison folders (`sepzoo compare`) or evaluation folders "
+        "(`sepzoo eval -o`).",
+    )
+    p.add_argument("dirs", nargs="+", metavar="RUN_DIR", help="comparison or evaluation folders")
+    p.add_argument("-o", "--out", required=True, help="the HTML file to write")
+    p.add_argument("--force", action="store_true", help="overwrite an existing report")
+
+
+def _add_zoo(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "zoo",
+        help="the zoo cards as a table; render them to Markdown or record measured results",
+    )
+    p.add_argument("--cards", default=None, help="zoo card folder (default: the repository's zoo_cards/)")
+    p.add_argument("--render", metavar="DIR", default=None, help="write DIR/<name>.md for every card")
+    p.add_argument(
+        "--record",
+        metavar="COMPARISON_DIR",
+        default=None,
+        help="add the measured results of a comparison to the cards of its models",
+    )
+    p.add_argument("--force", action="store_true", help="overwrite existing Markdown files")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``sepzoo`` command."""
     parser = argparse.ArgumentParser(
@@ -201,6 +250,9 @@ def build_parser() -> argparse.ArgumentParser:
         _add_bag,
         _add_models,
         _add_toy,
+        _add_compare,
+        _add_report,
+        _add_zoo,
     ):
         add(sub)
     return parser

@@ -1,0 +1,239 @@
+"""The W&B summary run of a comparison: its tables, charts, panel, scatter plots and audio.
+
+Every training run of a comparison logs to the comparison's W&B group with tags naming the
+comparison, the model, its domain and the seed; this run joins the same group and holds what
+a reviewer compares. Without an API key it is written offline, to be uploaded later with
+``wandb sync``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def log_comparison(comparison: dict[str, Any], out_dir: Path) -> str | None:
+    """Log a comparison to a W&B run in its group.
+
+    Args:
+        comparison: The content of ``comparison.json`` (NaN already written as ``None``).
+        out_dir: The comparison folder; the run is written under ``out_dir/wandb``.
+
+    Returns:
+        The run's local folder, or ``None`` when W&B is disabled.
+    """
+    from omegaconf import OmegaConf
+
+    from sepzoo.logging import resolve_wandb_mode
+
+    settings = OmegaConf.to_container(OmegaConf.create(comparison["recipe_text"]))
+    mode = resolve_wandb_mode((settings.get("wandb") or {}).get("mode", "auto"))
+    if mode == "disabled":
+        return None
+    import wandb
+
+    run = wandb.init(
+        project=comparison["wandb"]["project"],
+        group=comparison["wandb"]["group"],
+        name=f"{comparison['name']}-summary",
+        job_type="comparison",
+        tags=[comparison["name"], "summary", *(["toy"] if comparison["toy"] else [])],
+        dir=str(out_dir),
+        mode=mode,
+        config={
+            key: comparison[key] for key in ("dataset", "sources", "budget", "seeds", "confidence", "alpha")
+        },
+        notes="Toy data: a smoke test of the machinery, not evidence about the domains."
+        if comparison["toy"]
+        else None,
+        reinit="finish_previous",
+        settings=wandb.Settings(silent=True, console="off"),
+    )
+    try:
+        run.log(_tables(wandb, comparison))
+        run.log(_charts(wandb, comparison))
+        run.log(_figures(wandb, comparison))
+        run.log(_audio(wandb, comparison, out_dir))
+        for system in comparison["systems"]:
+            for metric, per_source in system["summary"].items():
+                for source, summary in per_source.items():
+                    run.summary[f"{system['label']}/{metric}/{source}"] = summary["estimate"]
+        folder = str(Path(run.dir).parent)
+    finally:
+        run.finish()
+    return folder
+
+
+def _tables(wandb: Any, comparison: dict[str, Any]) -> dict[str, Any]:
+    """The comparison table (long and wide), per-track scores, paired tests and the domain panel."""
+    long = wandb.Table(
+        columns=[
+            "system",
+            "domain",
+            "kind",
+            "metric",
+            "source",
+            "estimate",
+            "low",
+            "high",
+            "seed_std",
+            "tracks",
+        ]
+    )
+    wide = {
+        metric: wandb.Table(columns=["system", "domain", *comparison["sources"]])
+        for metric in comparison["metrics"]
+    }
+    tracks = wandb.Table(columns=["system", "domain", "track", "source", "cSDR", "nSDR"])
+    for system in comparison["systems"]:
+        for metric, per_source in system["summary"].items():
+            for source, s in per_source.items():
+                long.add_data(
+                    system["label"],
+                    system["domain"],
+                    system["kind"],
+                    metric,
+                    source,
+                    s["estimate"],
+                    s["low"],
+                    s["high"],
+                    s["seed_std"],
+                    s["count"],
+                )
+            wide[metric].add_data(
+                system["label"],
+                system["domain"],
+                *[_interval(per_source.get(source)) for source in comparison["sources"]],
+            )
+        for index, track in enumerate(comparison["dataset"]["tracks"]):
+            for source in comparison["sources"]:
+                tracks.add_data(
+                    system["label"],
+                    system["domain"],
+                    track,
+                    source,
+                    system["per_track"]["cSDR"][source][index],
+                    system["per_track"]["nSDR"][source][index],
+                )
+    tests = {}
+    for key in ("paired", "domain_panel"):
+        table = wandb.Table(
+            columns=[
+                "metric",
+                "source",
+                "a",
+                "b",
+                "mean_difference",
+                "low",
+                "high",
+                "tracks",
+                "p_value",
+                "p_holm",
+                "significant",
+            ]
+        )
+        for t in comparison[key]:
+            table.add_data(
+                t["metric"],
+                t["source"],
+                t["a"],
+                t["b"],
+                t["mean_difference"],
+                t["low"],
+                t["high"],
+                t["count"],
+                t["p_value"],
+                t["p_holm"],
+                t["significant"],
+            )
+        tests[key] = table
+    return {
+        "comparison/table": long,
+        **{f"comparison/{metric}": table for metric, table in wide.items()},
+        "comparison/per_track": tracks,
+        "comparison/paired_tests": tests["paired"],
+        "comparison/wave_vs_spec": tests["domain_panel"],
+    }
+
+
+def _interval(summary: dict[str, Any] | None) -> str:
+    if not summary or summary["estimate"] is None:
+        return "n/a"
+    return f"{summary['estimate']:.2f} [{summary['low']:.2f}, {summary['high']:.2f}]"
+
+
+def _charts(wandb: Any, comparison: dict[str, Any]) -> dict[str, Any]:
+    """Native W&B bar charts per metric and source, and per-track scatter plots."""
+    charts: dict[str, Any] = {}
+    for metric in comparison["metrics"]:
+        for source in comparison["sources"]:
+            table = wandb.Table(columns=["system", metric])
+            for system in comparison["systems"]:
+                value = system["summary"][metric][source]["estimate"]
+                if value is not None:
+                    table.add_data(system["label"], value)
+            charts[f"bars/{metric}/{source}"] = wandb.plot.bar(
+                table, "system", metric, title=f"{metric}: {source}"
+            )
+    best = {domain: _best(comparison, domain) for domain in ("waveform", "spectrogram")}
+    if best["waveform"] and best["spectrogram"]:
+        wave, spec = best["waveform"], best["spectrogram"]
+        for source in comparison["sources"]:
+            table = wandb.Table(columns=[f"{wave['label']} nSDR", f"{spec['label']} nSDR", "track"])
+            for index, track in enumerate(comparison["dataset"]["tracks"]):
+                x = wave["per_track"]["nSDR"][source][index]
+                y = spec["per_track"]["nSDR"][source][index]
+                if x is not None and y is not None:
+                    table.add_data(x, y, track)
+            charts[f"scatter/{source}"] = wandb.plot.scatter(
+                table,
+                f"{wave['label']} nSDR",
+                f"{spec['label']} nSDR",
+                title=f"per-track nSDR, {source}: {wave['label']} vs {spec['label']}",
+            )
+    return charts
+
+
+def _best(comparison: dict[str, Any], domain: str) -> dict[str, Any] | None:
+    """The trained system of a domain with the highest nSDR averaged over sources."""
+    candidates = [s for s in comparison["systems"] if s["domain"] == domain and s["kind"] == "trained"]
+
+    def average(system: dict[str, Any]) -> float:
+        values = [v["estimate"] for v in system["summary"]["nSDR"].values() if v["estimate"] is not None]
+        return sum(values) / len(values) if values else float("-inf")
+
+    return max(candidates, key=average, default=None)
+
+
+def _figures(wandb: Any, comparison: dict[str, Any]) -> dict[str, Any]:
+    """The report's figures (bar charts with intervals, the domain panel, scatter plots) as images."""
+    import matplotlib.pyplot as plt
+
+    from sepzoo.report import comparison_figures
+
+    images = {}
+    for name, figure in comparison_figures(comparison).items():
+        images[f"figures/{name}"] = wandb.Image(figure)
+        plt.close(figure)
+    return images
+
+
+def _audio(wandb: Any, comparison: dict[str, Any], out_dir: Path) -> dict[str, Any]:
+    """The same excerpt through every system, the reference first, one column per source."""
+    excerpt = comparison.get("excerpt")
+    if not excerpt:
+        return {}
+    sources = comparison["sources"]
+    table = wandb.Table(columns=["system", "mixture", *sources])
+    rate = excerpt["sample_rate"]
+
+    def audio(path: str | None, caption: str) -> Any:
+        return None if path is None else wandb.Audio(str(out_dir / path), sample_rate=rate, caption=caption)
+
+    mixture = audio(excerpt["mixture"], "mixture")
+    table.add_data(
+        "reference", mixture, *[audio(excerpt["reference"].get(s), f"reference {s}") for s in sources]
+    )
+    for label, files in excerpt["systems"].items():
+        table.add_data(label, mixture, *[audio(files.get(s), f"{label} {s}") for s in sources])
+    return {"audio/excerpt": table}
