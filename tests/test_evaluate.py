@@ -400,3 +400,12 @@ def test_a_truncated_or_broken_stem_in_the_data_set_is_named(capsys, toy_root, t
     code, _, err = run(capsys, "eval", "-n", "irm2", "--root", str(root), "-o", str(out))
     assert_one_line_error(code, err, *fragments)
     assert not (out / "test").exists() or not list((out / "test").glob("*.json"))
+
+
+def test_the_weights_digest_covers_scalar_buffers_such_as_batch_norm_counters():
+    from sepzoo.evaluate import _fingerprint
+
+    layer = torch.nn.BatchNorm1d(4)  # holds a 0-dimensional int64 counter
+    before = _fingerprint(layer)
+    layer.num_batches_tracked += 1
+    assert _fingerprint(layer) != before
