@@ -403,6 +403,8 @@ def test_a_truncated_or_broken_stem_in_the_data_set_is_named(capsys, toy_root, t
 
 
 def test_the_weights_digest_covers_scalar_buffers_such_as_batch_norm_counters():
+    import torch
+
     from sepzoo.evaluate import _fingerprint
 
     layer = torch.nn.BatchNorm1d(4)  # holds a 0-dimensional int64 counter
