@@ -25,6 +25,7 @@ Example::
 from __future__ import annotations
 
 import datetime
+import functools
 import hashlib
 import math
 import re
@@ -89,6 +90,8 @@ class MeasuredResult:
         command: The command line that produced them.
         date: ISO date of the measurement.
         sepzoo_version: The sepzoo version that measured.
+        notes: Anything a reader needs to judge them (intervals, the size trained).
+            (Default: ``None``)
     """
 
     dataset: str
@@ -97,6 +100,7 @@ class MeasuredResult:
     command: str
     date: str
     sepzoo_version: str
+    notes: str | None = None
 
 
 @dataclass(frozen=True)
@@ -242,6 +246,7 @@ CARD_KEYS: tuple[str, ...] = (
 )
 
 MEASURED_KEYS: tuple[str, ...] = ("dataset", "metric", "values", "command", "date", "sepzoo_version")
+MEASURED_OPTIONAL_KEYS: tuple[str, ...] = ("notes",)
 
 
 def load_card(path: str | Path) -> ZooCard:
@@ -258,8 +263,26 @@ def load_card(path: str | Path) -> ZooCard:
     if not path.is_file():
         raise ConfigError(f"zoo card {path} does not exist")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text: {exc.reason} at byte {exc.start}") from None
+    return parse_card(text, path)
+
+
+def parse_card(text: str, path: str | Path) -> ZooCard:
+    """Read and type-check a card's YAML text, as :func:`load_card` does for a file.
+
+    Args:
+        text: The card's YAML.
+        path: The file the text belongs to, used in error messages and as ``ZooCard.path``.
+
+    Raises:
+        ConfigError: As :func:`load_card`.
+    """
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
         first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ConfigError(f"{path}: not valid YAML: {first_line}") from None
     reader = _Reader(path)
@@ -290,7 +313,7 @@ def load_card(path: str | Path) -> ZooCard:
     measured = []
     for index, item in enumerate(reader.object_list(data["measured_results"], "measured_results")):
         where = f"measured_results[{index}]"
-        entry = reader.mapping(item, where, MEASURED_KEYS)
+        entry = reader.mapping(item, where, MEASURED_KEYS, MEASURED_OPTIONAL_KEYS)
         measured.append(
             MeasuredResult(
                 dataset=reader.string(entry["dataset"], f"{where}.dataset"),
@@ -299,6 +322,7 @@ def load_card(path: str | Path) -> ZooCard:
                 command=reader.string(entry["command"], f"{where}.command"),
                 date=reader.date(entry["date"], f"{where}.date"),
                 sepzoo_version=reader.string(str(entry["sepzoo_version"]), f"{where}.sepzoo_version"),
+                notes=reader.optional_string(entry.get("notes"), f"{where}.notes"),
             )
         )
 
@@ -330,7 +354,8 @@ def validate_card(card: ZooCard, repo_root: str | Path) -> None:
 
     Checks that the name is registered and equals the file stem, that domain, parameter count
     and sources match the model built at default settings, that result values name known
-    sources, that the recipe exists, and that a present model file has the stated SHA-256.
+    sources (the card's, ``"all"``, and for measured results also the MUSDB18 stems), that the
+    recipe exists, and that a present model file has the stated SHA-256.
 
     Args:
         card: A card from :func:`load_card`.
@@ -339,7 +364,7 @@ def validate_card(card: ZooCard, repo_root: str | Path) -> None:
     Raises:
         ConfigError: One line naming the card and the mismatch.
     """
-    from sepzoo.models import MODELS, create_model, get_model_class
+    from sepzoo.models import MODELS, get_model_class
 
     root = Path(repo_root)
     where = str(card.path) if card.path is not None else f"zoo card {card.name!r}"
@@ -356,26 +381,28 @@ def validate_card(card: ZooCard, repo_root: str | Path) -> None:
         raise fail(f"name {card.name!r} is not a registered model{hint}") from None
     if card.domain != cls.domain:
         raise fail(f"domain is {card.domain!r} but model {card.name!r} has domain {cls.domain!r}")
-    model = create_model(card.name)
-    actual = model.num_parameters()
+    actual, sources = _default_size_and_sources(cls)
     if card.parameters != actual:
         raise fail(f"parameters is {card.parameters} but {card.name!r} at default settings has {actual}")
-    if card.sources != model.sources:
-        raise fail(f"sources is {card.sources} but {card.name!r} at default settings outputs {model.sources}")
+    if card.sources != sources:
+        raise fail(f"sources is {card.sources} but {card.name!r} at default settings outputs {sources}")
 
-    known = set(card.sources) | {ALL_KEY}
-    results = [("published_results", r) for r in card.published_results]
-    results += [("measured_results", r) for r in card.measured_results]
-    counters: dict[str, int] = {}
-    for group, result in results:
-        index = counters.get(group, 0)
-        counters[group] = index + 1
-        for key in result.values:
-            if key not in known:
-                raise fail(
-                    f"{group}[{index}].values has unknown source {key!r}{suggestion(key, known)}"
-                    f" (sources: {', '.join(card.sources)}, or {ALL_KEY!r})"
-                )
+    # A recipe may train a model on other stems than its defaults (the toy Band-split RNN
+    # estimates all four), so sepzoo's own measurements may also name any MUSDB18 stem.
+    published_known = [*card.sources, ALL_KEY]
+    measured_known = [*card.sources, *(s for s in DEFAULT_SOURCES if s not in card.sources), ALL_KEY]
+    groups = [
+        ("published_results", card.published_results, published_known),
+        ("measured_results", card.measured_results, measured_known),
+    ]
+    for group, results, known in groups:
+        for index, result in enumerate(results):
+            for key in result.values:
+                if key not in known:
+                    raise fail(
+                        f"{group}[{index}].values has unknown source {key!r}{suggestion(key, known)}"
+                        f" (expected one of: {', '.join(known)})"
+                    )
 
     if card.recipe is None:
         if card.domain != "oracle":
@@ -393,6 +420,13 @@ def validate_card(card: ZooCard, repo_root: str | Path) -> None:
             digest = _sha256(weights)
             if digest != card.model_file.sha256:
                 raise fail(f"model_file {weights} has sha256 {digest}, card says {card.model_file.sha256}")
+
+
+@functools.cache
+def _default_size_and_sources(cls: type) -> tuple[int, list[str]]:
+    # Building the large models takes seconds; checking the whole zoo builds each class once.
+    model = cls()
+    return model.num_parameters(), list(model.sources)
 
 
 def _sha256(path: Path) -> str:
@@ -432,29 +466,140 @@ def _format_parameters(count: int) -> str:
     return str(count)
 
 
-def card_table(cards: list[ZooCard]) -> str:
-    """A plain-text table of the cards' published results, one row per result.
+def short_label(text: str, limit: int = 28) -> str:
+    """The head of a dataset or metric description, for a table cell.
 
-    Columns: name, domain, parameters, dataset, ``all`` and one column per source (the default
-    sources first); missing numbers show as ``-``.
+    Cuts at the first ``" ("``, ``","``, ``";"`` or ``":"``, so ``"sepzoo toy set (synthetic...)"``
+    gives ``"sepzoo toy set"`` and ``"cSDR: BSSEval v4 SDR..."`` gives ``"cSDR"``.
+
+    Args:
+        text: The full description.
+        limit: Longest label returned; longer heads end in ``"..."``. (Default: ``28``)
+    """
+    head = re.split(r" \(|[,;:]", text, maxsplit=1)[0].strip() or text.strip()
+    return head if len(head) <= limit else head[: limit - 3].rstrip() + "..."
+
+
+def latest_measured(card: ZooCard) -> list[MeasuredResult]:
+    """The card's measured results of the most recent date, in card order (empty if none).
+
+    Args:
+        card: A zoo card.
+    """
+    if not card.measured_results:
+        return []
+    newest = max(result.date for result in card.measured_results)
+    return [result for result in card.measured_results if result.date == newest]
+
+
+def card_table(cards: list[ZooCard]) -> str:
+    """A plain-text table of the cards: published results and the latest measured ones.
+
+    One row per published result and per measured result of the newest date. Columns: name,
+    domain, parameters, dataset (shortened), result (``published`` or ``measured`` with the
+    metric's short name), ``all`` and one column per source (the default sources first);
+    missing numbers show as ``-``.
 
     Args:
         cards: Cards from :func:`load_cards`.
     """
     extra_sources = sorted({s for card in cards for s in card.sources} - set(DEFAULT_SOURCES))
     columns = [ALL_KEY, *DEFAULT_SOURCES, *extra_sources]
-    header = ["name", "domain", "params", "dataset", *columns]
+    header = ["name", "domain", "params", "dataset", "result", *columns]
     rows = []
     for card in cards:
         base = [card.name, card.domain, _format_parameters(card.parameters)]
-        if not card.published_results:
-            rows.append(base + ["-"] * (1 + len(columns)))
-        for result in card.published_results:
+        results = [(result, "published") for result in card.published_results]
+        results += [(result, f"measured {short_label(result.metric)}") for result in latest_measured(card)]
+        if not results:
+            rows.append(base + ["-"] * (2 + len(columns)))
+        for result, kind in results:
             numbers = [f"{result.values[c]:.2f}" if c in result.values else "-" for c in columns]
-            rows.append(base + [result.dataset, *numbers])
+            rows.append(base + [short_label(result.dataset), kind, *numbers])
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
     lines = [
         "  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in [header, *rows]
     ]
     lines.insert(1, "  ".join("-" * width for width in widths))
     return "\n".join(lines)
+
+
+class _CardDumper(yaml.SafeDumper):
+    """Writes block lists indented under their key, as the hand-written cards do."""
+
+    def increase_indent(self, flow: bool = False, indentless: bool = False) -> None:
+        super().increase_indent(flow, False)
+
+
+def _represent_text(dumper: yaml.SafeDumper, text: str) -> yaml.ScalarNode:
+    # Long one-line descriptions read best folded (">-"), like the hand-written entries.
+    style = ">" if len(text) > 60 and "\n" not in text and text == text.strip() else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", text, style=style)
+
+
+_CardDumper.add_representer(str, _represent_text)
+
+_TOP_LEVEL_KEY = re.compile(r"^[A-Za-z_][\w-]*\s*:(\s|$)")
+_MEASURED_LINE = re.compile(r"^measured_results\s*:")
+
+
+def measured_results_yaml(results: list[MeasuredResult]) -> str:
+    """The ``measured_results:`` block of a card, as YAML text ending in a newline.
+
+    Args:
+        results: The measured results, in the order they should appear.
+    """
+    if not results:
+        return "measured_results: []\n"
+    entries = []
+    for result in results:
+        entry: dict[str, Any] = {
+            "dataset": result.dataset,
+            "metric": result.metric,
+            "values": dict(result.values),
+            "command": result.command,
+            "date": result.date,
+            "sepzoo_version": result.sepzoo_version,
+        }
+        if result.notes is not None:
+            entry["notes"] = result.notes
+        entries.append(entry)
+    return yaml.dump(
+        {"measured_results": entries},
+        Dumper=_CardDumper,
+        sort_keys=False,
+        allow_unicode=True,
+        default_flow_style=False,
+        width=88,
+    )
+
+
+def replace_measured_results(text: str, results: list[MeasuredResult], path: str | Path) -> str:
+    """A card's text with only its ``measured_results:`` block rewritten.
+
+    Everything else, comments included, is kept as written. The block runs from the top-level
+    ``measured_results:`` line to the next top-level key; comment and blank lines just above
+    that key stay with it. Comments inside the block itself are not kept.
+
+    Args:
+        text: The card's YAML text.
+        results: The measured results the block should hold.
+        path: The card's file, for error messages.
+
+    Raises:
+        ConfigError: If the text has no top-level ``measured_results:`` line, or more than one.
+    """
+    lines = text.splitlines(keepends=True)
+    starts = [index for index, line in enumerate(lines) if _MEASURED_LINE.match(line)]
+    if len(starts) != 1:
+        raise ConfigError(
+            f"{path}: expected one top-level 'measured_results:' line to rewrite, found {len(starts)}"
+        )
+    start = starts[0]
+    end = start + 1
+    while end < len(lines) and not _TOP_LEVEL_KEY.match(lines[end]):
+        end += 1
+    while end > start + 1 and (not lines[end - 1].strip() or lines[end - 1].startswith("#")):
+        end -= 1
+    head = "".join(lines[:start])
+    return head + measured_results_yaml(results) + "".join(lines[end:])
