@@ -62,22 +62,28 @@ _SECTION_KEYS = {
     "wandb": ("project", "group", "mode"),
 }
 _GENERATE_KEYS = ("tracks", "test_tracks", "seconds", "seed")
-_MODEL_KEYS = ("recipe", "label", "overrides")
+_MODEL_KEYS = ("recipe", "members", "label", "overrides")
 
 
 @dataclass(frozen=True)
 class ModelEntry:
-    """One model recipe of a comparison.
+    """One model of a comparison: a training recipe, or one-target recipes joined into a bag.
 
     Args:
         label: Its unique name in the comparison (tables, file names, W&B run names).
-        recipe: The training recipe.
+        recipes: The training recipe, or one recipe per member of a bag (e.g. Band-split RNN,
+            one model per target, as its paper trains it).
         overrides: ``key=value`` overrides for this model alone.
     """
 
     label: str
-    recipe: Path
+    recipes: tuple[Path, ...]
     overrides: tuple[str, ...] = ()
+
+    @property
+    def is_bag(self) -> bool:
+        """True when the model is a bag of several trained members."""
+        return len(self.recipes) > 1
 
 
 @dataclass(frozen=True)
@@ -144,8 +150,9 @@ class ComparisonRecipe:
             overrides.append(f"trainer.max_steps={self.steps}")
         if self.minutes is not None:
             total = round(self.minutes * 60)
+            days, rest = divmod(total, 86400)
             overrides.append(
-                f"trainer.max_time=00:{total // 3600:02d}:{total % 3600 // 60:02d}:{total % 60:02d}"
+                f"trainer.max_time={days:02d}:{rest // 3600:02d}:{rest % 3600 // 60:02d}:{rest % 60:02d}"
             )
         return overrides
 
@@ -237,8 +244,10 @@ class _Checker:
         if not isinstance(name, str) or not name.replace("-", "").replace("_", "").isalnum():
             raise self.fail("name", f"expected letters, digits, '-' and '_', got {name!r}")
         data = self.section("data")
-        if not isinstance(data.get("root"), str):
-            raise self.fail("data.root", "expected the data set root folder")
+        if not isinstance(data.get("root"), str) or data["root"] == "???":
+            raise self.fail(
+                "data.root", "expected the data set root folder (override it: data.root=/path/to/data)"
+            )
         generate = data.get("generate")
         if generate is not None:
             if not isinstance(generate, dict):
@@ -270,7 +279,7 @@ class _Checker:
             raise self.fail(
                 "wandb.mode", f"expected auto, online, offline or disabled, got {wandb['mode']!r}"
             )
-        models = self.models()
+        models = self.models(data["root"])
         oracles = self.oracles(models)
         if not models and not oracles:
             raise self.fail("models", "expected at least one model recipe or oracle")
@@ -299,34 +308,50 @@ class _Checker:
             out=Path(self.data.get("out") or Path("runs") / "compare" / name),
         )
 
-    def models(self) -> list[ModelEntry]:
-        from sepzoo.config import load_recipe
-
+    def models(self, root: str) -> list[ModelEntry]:
         entries = self.data.get("models") or []
         if not isinstance(entries, list):
             raise self.fail("models", f"expected a list of model recipes, got {entries!r}")
         models: list[ModelEntry] = []
         for index, entry in enumerate(entries):
-            where = f"models[{index}]"
-            if isinstance(entry, str):
-                entry = {"recipe": entry}
-            if not isinstance(entry, dict) or not isinstance(entry.get("recipe"), str):
-                raise self.fail(where, f"expected a recipe path or a mapping with `recipe`, got {entry!r}")
-            self.known(entry, _MODEL_KEYS, where)
-            recipe_path = (self.path.parent / entry["recipe"]).resolve()
-            if not recipe_path.is_file():
-                raise self.fail(f"{where}.recipe", f"{recipe_path} does not exist")
-            extra = self.strings(f"{where}.overrides", entry.get("overrides"))
-            recipe = load_recipe(
-                recipe_path, [*self.strings("overrides", self.data.get("overrides")), *extra]
+            model = self.model(
+                f"models[{index}]", {"recipe": entry} if isinstance(entry, str) else entry, root
             )
-            label = entry.get("label") or recipe.model.name
-            if not isinstance(label, str) or not label.replace("-", "").replace("_", "").isalnum():
-                raise self.fail(f"{where}.label", f"expected letters, digits, '-' and '_', got {label!r}")
-            if any(m.label == label for m in models):
-                raise self.fail(f"{where}.label", f"{label!r} is already used; give each model its own label")
-            models.append(ModelEntry(label, recipe_path, tuple(extra)))
+            if any(m.label == model.label for m in models):
+                raise self.fail(
+                    f"models[{index}].label",
+                    f"{model.label!r} is already used; give each model its own label",
+                )
+            models.append(model)
         return models
+
+    def model(self, where: str, entry: Any, root: str) -> ModelEntry:
+        from sepzoo.config import load_recipe
+
+        if not isinstance(entry, dict) or ("recipe" in entry) == ("members" in entry):
+            raise self.fail(
+                where, f"expected a recipe path, or a mapping with `recipe` or `members`, got {entry!r}"
+            )
+        self.known(entry, _MODEL_KEYS, where)
+        key = "recipe" if "recipe" in entry else "members"
+        names = [entry["recipe"]] if key == "recipe" else entry["members"]
+        if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+            raise self.fail(f"{where}.{key}", f"expected recipe paths, got {names!r}")
+        extra = self.strings(f"{where}.overrides", entry.get("overrides"))
+        common = self.strings("overrides", self.data.get("overrides"))
+        paths, loaded = [], []
+        for name in names:
+            path = (self.path.parent / name).resolve()
+            if not path.is_file():
+                raise self.fail(f"{where}.{key}", f"{path} does not exist")
+            paths.append(path)
+            loaded.append(load_recipe(path, [*common, *extra, f"data.root={root}"]))
+        if len({r.model.name for r in loaded}) > 1:
+            raise self.fail(f"{where}.members", "expected members of one architecture (one per target)")
+        label = entry.get("label") or loaded[0].model.name
+        if not isinstance(label, str) or not label.replace("-", "").replace("_", "").isalnum():
+            raise self.fail(f"{where}.label", f"expected letters, digits, '-' and '_', got {label!r}")
+        return ModelEntry(label, tuple(paths), tuple(extra))
 
     def oracles(self, models: list[ModelEntry]) -> list[str]:
         from sepzoo.models import get_model_class, list_models
@@ -465,55 +490,98 @@ def _check_out(out_dir: Path) -> None:
 
 
 def _train_model(recipe: ComparisonRecipe, entry: ModelEntry, out_dir: Path, force: bool) -> _System:
-    """Train every seed of one model recipe that has no finished run, and describe the system."""
+    """Train every seed (and member) of one model that has no finished run; describe the system."""
     from sepzoo.config import load_recipe
     from sepzoo.models import create_model, get_model_class
-    from sepzoo.rundir import DONE_MARKER
-    from sepzoo.train import run_directory
 
-    system: _System | None = None
+    plans = [load_recipe(path, _train_overrides(recipe, entry, path, out_dir, 0)) for path in entry.recipes]
+    system = _System(
+        label=entry.label,
+        model=plans[0].model.name,
+        domain=get_model_class(plans[0].model.name).domain,
+        kind="trained",
+        recipe=", ".join(_relative(path) for path in entry.recipes),
+        parameters=sum(create_model(p.model.name, **p.model.kwargs).num_parameters() for p in plans),
+        config=plans[0].resolved if not entry.is_bag else {p.name: p.resolved for p in plans},
+    )
     for seed in recipe.seeds:
-        overrides = _train_overrides(recipe, entry, out_dir, seed)
-        planned = load_recipe(entry.recipe, overrides)
-        run_dir = run_directory(planned)
-        if system is None:
-            cls = get_model_class(planned.model.name)
-            system = _System(
-                label=entry.label,
-                model=planned.model.name,
-                domain=cls.domain,
-                kind="trained",
-                recipe=_relative(entry.recipe),
-                parameters=create_model(planned.model.name, **planned.model.kwargs).num_parameters(),
-                config=planned.resolved,
-            )
-        if force or not (run_dir / DONE_MARKER).is_file():
-            _run_training(entry, overrides, run_dir, force, seed)
-        else:
-            print(f"compare: {entry.label} seed {seed}: reusing the finished run {run_dir}", flush=True)
-        done = json.loads((run_dir / DONE_MARKER).read_text())
-        timing = run_dir / _TIMING_FILE
-        seconds = json.loads(timing.read_text()).get("seconds") if timing.is_file() else None
-        wandb_dir = run_dir / "wandb"
-        system.runs.append(
-            {
+        members = [_train_run(recipe, entry, path, out_dir, force, seed) for path in entry.recipes]
+        run: dict[str, Any] = {"seed": seed, **members[0]}
+        if entry.is_bag:
+            run = {
                 "seed": seed,
-                "run_dir": str(run_dir),
-                "steps": done.get("global_step"),
-                "train_seconds": seconds,
-                "wandb_dir": str(wandb_dir) if wandb_dir.is_dir() else None,
+                "run_dir": None,
+                "members": [m["run_dir"] for m in members],
+                "spec": str(_make_bag(entry, members, out_dir, seed, force)),
+                "steps": [m["steps"] for m in members],
+                "train_seconds": _total([m["train_seconds"] for m in members]),
+                "wandb_dir": None,
             }
-        )
-    assert system is not None
+        system.runs.append(run)
     return system
 
 
-def _train_overrides(recipe: ComparisonRecipe, entry: ModelEntry, out_dir: Path, seed: int) -> list[str]:
+def _train_run(
+    recipe: ComparisonRecipe, entry: ModelEntry, path: Path, out_dir: Path, force: bool, seed: int
+) -> dict[str, Any]:
+    """Train one recipe at one seed unless its run finished already; what the run reached."""
+    from sepzoo.config import load_recipe
+    from sepzoo.rundir import DONE_MARKER
+    from sepzoo.train import run_directory
+
+    overrides = _train_overrides(recipe, entry, path, out_dir, seed)
+    run_dir = run_directory(load_recipe(path, overrides))
+    name = f"{entry.label} seed {seed}" + (f" ({path.stem})" if entry.is_bag else "")
+    if force or not (run_dir / DONE_MARKER).is_file():
+        _run_training(name, path, overrides, run_dir, force)
+    else:
+        print(f"compare: {name}: reusing the finished run {run_dir}", flush=True)
+    done = json.loads((run_dir / DONE_MARKER).read_text())
+    timing = run_dir / _TIMING_FILE
+    wandb_dir = run_dir / "wandb"
+    return {
+        "run_dir": str(run_dir),
+        "spec": str(run_dir),
+        "steps": done.get("global_step"),
+        "train_seconds": json.loads(timing.read_text()).get("seconds") if timing.is_file() else None,
+        "wandb_dir": str(wandb_dir) if wandb_dir.is_dir() else None,
+    }
+
+
+def _total(values: list[float | None]) -> float | None:
+    return None if any(v is None for v in values) else round(sum(values), 1)  # type: ignore[arg-type]
+
+
+def _make_bag(
+    entry: ModelEntry, members: list[dict[str, Any]], out_dir: Path, seed: int, force: bool
+) -> Path:
+    """Join the members' trained weights into one model file (each source from its own member)."""
+    from sepzoo import DEFAULT_SOURCES
+    from sepzoo.checkpoint import load_separator, save_model_file
+    from sepzoo.inference import BagOfModels
+    from sepzoo.rundir import DONE_MARKER
+
+    path = out_dir / "bags" / f"{entry.label}-seed{seed}.sepzoo"
+    newest = max(Path(m["run_dir"]).joinpath(DONE_MARKER).stat().st_mtime for m in members)
+    if path.is_file() and not force and path.stat().st_mtime >= newest:
+        return path
+    models = [load_separator(m["run_dir"]) for m in members]
+    estimated = {s for model in models for s in model.sources}
+    order = [s for s in DEFAULT_SOURCES if s in estimated] + sorted(estimated - set(DEFAULT_SOURCES))
+    bag = BagOfModels(models, sources=order)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return save_model_file(bag, path, metadata={"members": [m["run_dir"] for m in members]}, force=True)
+
+
+def _train_overrides(
+    recipe: ComparisonRecipe, entry: ModelEntry, path: Path, out_dir: Path, seed: int
+) -> list[str]:
     from sepzoo.config import load_recipe
     from sepzoo.models import get_model_class
 
-    base = load_recipe(entry.recipe, [*recipe.overrides, *entry.overrides])
+    base = load_recipe(path, [*recipe.overrides, *entry.overrides, f"data.root={recipe.root}"])
     domain = get_model_class(base.model.name).domain
+    run_name = f"{entry.label}-{path.stem}" if entry.is_bag else entry.label
     tags = [recipe.name, entry.label, base.model.name, domain, f"seed{seed}"]
     return [
         *recipe.overrides,
@@ -522,7 +590,7 @@ def _train_overrides(recipe: ComparisonRecipe, entry: ModelEntry, out_dir: Path,
         f"seed={seed}",
         f"data.root={recipe.root}",
         f"run.root={out_dir / 'runs'}",
-        f"run.name={entry.label}-seed{seed}",
+        f"run.name={run_name}-seed{seed}",
         f"logger.project={recipe.wandb['project']}",
         f"logger.group={recipe.wandb['group']}",
         f"logger.tags=[{','.join(dict.fromkeys(tags))}]",
@@ -530,24 +598,24 @@ def _train_overrides(recipe: ComparisonRecipe, entry: ModelEntry, out_dir: Path,
     ]
 
 
-def _run_training(entry: ModelEntry, overrides: list[str], run_dir: Path, force: bool, seed: int) -> None:
+def _run_training(name: str, path: Path, overrides: list[str], run_dir: Path, force: bool) -> None:
     """Train in a child process, so that every run starts from a clean interpreter."""
     from sepzoo.rundir import latest_checkpoint, write_json_atomic
 
-    command = [sys.executable, "-m", "sepzoo.cli.main", "train", str(entry.recipe), *overrides]
+    command = [sys.executable, "-m", "sepzoo.cli.main", "train", str(path), *overrides]
     if force:
         command.append("--force")
     elif run_dir.is_dir() and latest_checkpoint(run_dir) is not None:
         command.append("--resume")
     elif run_dir.is_dir():
         command.append("--force")  # an unfinished run with no checkpoint: nothing to keep
-    print(f"\ncompare: training {entry.label} seed {seed} -> {run_dir}", flush=True)
+    print(f"\ncompare: training {name} -> {run_dir}", flush=True)
     start = time.monotonic()
     done = subprocess.run(command, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     if done.returncode != 0:
         raise SepzooError(
-            f"training {entry.label} (seed {seed}, recipe {entry.recipe}) failed with exit status "
-            f"{done.returncode}; its messages are above"
+            f"training {name} (recipe {path}) failed with exit status {done.returncode}; "
+            "its messages are above"
         )
     write_json_atomic(run_dir / _TIMING_FILE, {"seconds": round(time.monotonic() - start, 1)})
 
@@ -562,7 +630,7 @@ def _evaluate(recipe: ComparisonRecipe, system: _System, out_dir: Path, force: b
 
     summaries = []
     for run in system.runs:
-        spec = run.get("run_dir") or system.model
+        spec = run.get("spec") or system.model
         identity = json.dumps([str(spec), str(recipe.root.resolve()), recipe.subset, recipe.eval])
         digest = hashlib.sha1(identity.encode()).hexdigest()[:8]
         seed = "" if run["seed"] is None else f"-seed{run['seed']}"
@@ -678,7 +746,7 @@ def _write_excerpts(recipe: ComparisonRecipe, systems: list[_System], out_dir: P
     from sepzoo.evaluate import find_tracks, mixture_sources
     from sepzoo.inference import apply_model
 
-    first = load_separator(systems[0].runs[0].get("run_dir") or systems[0].model)
+    first = load_separator(systems[0].runs[0].get("spec") or systems[0].model)
     data_sources = mixture_sources(list(first.sources))
     tracks = find_tracks(recipe.root, recipe.subset, data_sources)[: recipe.tracks or None]
     track = _excerpt_track(recipe, tracks)
@@ -706,7 +774,7 @@ def _write_excerpts(recipe: ComparisonRecipe, systems: list[_System], out_dir: P
         "systems": {},
     }
     for system in systems:
-        model = load_separator(system.runs[0].get("run_dir") or system.model).eval()
+        model = load_separator(system.runs[0].get("spec") or system.model).eval()
         references = stems[[data_sources.index(s) for s in model.sources]] if model.needs_references else None
         with torch.no_grad():
             estimates = apply_model(model, mix, references=references, batch_size=recipe.eval["batch_size"])
