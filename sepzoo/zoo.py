@@ -461,7 +461,9 @@ def _scores(
 ) -> tuple[dict[str, float], list[str], list[str]]:
     """A metric's finite estimates by source, their intervals as text, and the sources without one."""
     estimates, intervals, missing = {}, [], []
-    for source in per_source:
+    # comparison.json is written with sorted keys; list the stems in the comparison's own order.
+    order = comparison.get(comparison.data, "sources", list)
+    for source in [*(s for s in order if s in per_source), *(s for s in per_source if s not in order)]:
         stats = comparison.get(per_source, source, dict, where)
         estimate = comparison.get(stats, "estimate", (int, float, type(None)), f"{where}.{source}")
         if estimate is None or not math.isfinite(estimate):
