@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from sepzoo import zoo
 from sepzoo.cards import load_card, load_cards, validate_card
 from sepzoo.cli.main import main
 from sepzoo.models import MODELS, Separator, get_model_class, list_models, register_model
@@ -363,6 +364,26 @@ def test_a_missing_cards_folder_is_one_line(tmp_path, capsys):
     assert (
         one_line_error(capsys) == f"sepzoo zoo: error: zoo card folder {tmp_path / 'nope'} does not exist\n"
     )
+
+
+def test_without_a_zoo_cards_folder_beside_the_package_the_default_fails(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(zoo, "repository_root", lambda: tmp_path)
+    assert run_cli() == 2
+    assert one_line_error(capsys) == (
+        f"sepzoo zoo: error: no zoo_cards/ folder in {tmp_path} (above the sepzoo package);"
+        " pass --cards DIR\n"
+    )
+
+
+def test_record_with_render_checks_the_pages_before_touching_a_card(zoo_copy, tmp_path, capsys):
+    out = tmp_path / "md"
+    out.mkdir()
+    (out / "bsrnn.md").write_text("mine\n")
+    before = {path.name: path.read_bytes() for path in zoo_copy.glob("*.yaml")}
+    comparison = write_comparison(tmp_path / "cmp")
+    assert run_cli("--cards", str(zoo_copy), "--record", str(comparison), "--render", str(out)) == 2
+    assert f"{out / 'bsrnn.md'} exists" in one_line_error(capsys)
+    assert {path.name: path.read_bytes() for path in zoo_copy.glob("*.yaml")} == before
 
 
 @pytest.mark.parametrize(
