@@ -159,10 +159,17 @@ def load_comparison(dirs: Sequence[str | Path]) -> tuple[dict[str, Any], Excerpt
 def _read_input(folder: Path) -> _Input:
     if not folder.is_dir():
         raise SepzooError(f"{folder}: no such folder; expected a comparison or evaluation folder")
-    if (folder / "comparison.json").is_file():
-        return _comparison_input(folder)
-    if (folder / "summary.json").is_file():
-        return _eval_input(folder)
+    for name, read, writer in (
+        ("comparison.json", _comparison_input, "sepzoo compare"),
+        ("summary.json", _eval_input, "sepzoo eval"),
+    ):
+        if (folder / name).is_file():
+            try:
+                return read(folder)
+            except (KeyError, IndexError, TypeError, AttributeError) as exc:
+                raise SepzooError(
+                    f"{folder / name}: not laid out as {writer} writes it ({type(exc).__name__}: {exc})"
+                ) from None
     raise SepzooError(
         f"{folder}: neither comparison.json (sepzoo compare) nor summary.json (sepzoo eval) is there"
     )
@@ -392,7 +399,7 @@ def _merge(inputs: list[_Input]) -> tuple[dict[str, Any], Excerpt | None]:
     statistics = compare_systems(systems, sources, confidence=confidence, alpha=alpha)
     comparison = {
         "format": FORMAT,
-        "name": names if len(inputs) > 1 else inputs[0].comparison["name"],
+        "name": ", ".join(str(item.comparison["name"]) for item in inputs),
         "commands": [item.comparison.get("command") for item in inputs if item.comparison.get("command")],
         "date": datetime.date.today().isoformat(),
         "sepzoo_version": __version__,
@@ -469,7 +476,7 @@ def _merged_excerpt(inputs: list[_Input], tracks: list[str], sources: list[str])
         return None
     systems: dict[str, dict[str, Clip]] = {}
     for item in inputs:
-        if item.excerpt is not None and (item.excerpt.track, item.excerpt.start) == (base.track, base.start):
+        if item.excerpt is not None and _same_stretch(item.excerpt, base):
             systems.update(item.excerpt.systems)
         for label, folder in item.estimates.items():
             stems = _estimate_clips(folder, base, sources)
@@ -478,6 +485,10 @@ def _merged_excerpt(inputs: list[_Input], tracks: list[str], sources: list[str])
     reference = {s: clip for s, clip in base.reference.items() if s in sources}
     excerpt = Excerpt(base.track, base.start, base.seconds, base.mixture, reference, systems)
     return excerpt if excerpt.mixture or excerpt.reference or excerpt.systems else None
+
+
+def _same_stretch(first: Excerpt, second: Excerpt) -> bool:
+    return (first.track, first.start, first.seconds) == (second.track, second.start, second.seconds)
 
 
 def _data_excerpt(inputs: list[_Input], track: str, sources: list[str]) -> Excerpt | None:
@@ -507,7 +518,9 @@ def _duration(path: Path) -> float:
 
 def _estimate_clips(folder: Path, excerpt: Excerpt, sources: list[str]) -> dict[str, Clip]:
     track_folder = folder / excerpt.track.replace("/", "_").replace("\\", "_")
-    clips = {s: Clip(track_folder / f"{s}.wav", excerpt.start, excerpt.seconds) for s in sources}
+    start = excerpt.start if math.isfinite(excerpt.start) else 0.0
+    seconds = excerpt.seconds if math.isfinite(excerpt.seconds) else None
+    clips = {s: Clip(track_folder / f"{s}.wav", start, seconds) for s in sources}
     return {s: clip for s, clip in clips.items() if clip.path.is_file()}
 
 
@@ -672,7 +685,7 @@ def _panel_series(
     marker: str,
 ) -> None:
     """One pair of domains on one metric: a filled marker where the difference is significant."""
-    colour = _colour(pair[0])
+    colour, label = _colour(pair[0]), f"{pair[0]} − {pair[1]}"
     for index, source in enumerate(sources):
         test = tests.get(source)
         if test is None:
@@ -687,8 +700,9 @@ def _panel_series(
             color=colour,
             markerfacecolor=colour if test.get("significant") else "white",
             capsize=4,
-            label=f"{pair[0]} − {pair[1]}" if index == 0 else None,
+            label=label,
         )
+        label = None  # one legend entry per pair
 
 
 def _best_system(comparison: dict[str, Any], domain: str, source: str) -> dict[str, Any] | None:
@@ -801,6 +815,8 @@ def render_report(comparison: dict[str, Any], excerpt: Excerpt | None = None) ->
         comparison: A comparison in the ``comparison.json`` schema.
         excerpt: The audio excerpt, or ``None`` for none. (Default: ``None``)
     """
+    rows = _excerpt_rows(comparison, excerpt)
+    encoded = _encode_clips([clip for _, stems in rows for clip in stems.values()])  # bad audio fails first
     figures = {name: _png(figure) for name, figure in comparison_figures(comparison).items()}
     sections = [
         _header(comparison),
@@ -810,7 +826,7 @@ def render_report(comparison: dict[str, Any], excerpt: Excerpt | None = None) ->
         _panel_section(comparison, figures),
         _scatter_section(comparison, figures),
         _statistics_section(comparison),
-        _audio_section(comparison, excerpt),
+        _audio_section(comparison, excerpt, rows, encoded),
         _config_section(comparison),
         _footer(),
     ]
@@ -1043,18 +1059,32 @@ def _verdict_list(tests: list[dict[str, Any]]) -> str:
     return f"<ul>{''.join(items)}</ul>"
 
 
-def _audio_section(comparison: dict[str, Any], excerpt: Excerpt | None) -> str:
+def _excerpt_rows(comparison: dict[str, Any], excerpt: Excerpt | None) -> list[tuple[str, dict[str, Clip]]]:
+    """The rows of the listening table: mixture, reference, then every system, by source."""
+    if excerpt is None:
+        return []
+    sources = comparison["sources"]
+    rows = [("mixture", {sources[0]: excerpt.mixture} if excerpt.mixture else {})]
+    rows.append(("reference", {s: clip for s, clip in excerpt.reference.items() if s in sources}))
+    for system in comparison["systems"]:
+        stems = excerpt.systems.get(system["label"], {})
+        rows.append((system["label"], {s: clip for s, clip in stems.items() if s in sources}))
+    return rows
+
+
+def _audio_section(
+    comparison: dict[str, Any],
+    excerpt: Excerpt | None,
+    rows: list[tuple[str, dict[str, Clip]]],
+    encoded: dict[Clip, str],
+) -> str:
     title = '<h2 id="audio">Listen</h2>\n'
     if excerpt is None:
         return title + "<p>No audio excerpt: the inputs hold no excerpt and no saved estimates.</p>"
     sources = comparison["sources"]
-    rows = [("reference", excerpt.reference)]
-    rows += [(s["label"], excerpt.systems.get(s["label"], {})) for s in comparison["systems"]]
-    clips = [clip for _, stems in rows for clip in stems.values()]
-    encoded = _encode_clips(clips + ([excerpt.mixture] if excerpt.mixture else []))
     head = "<tr><th></th>" + "".join(f"<th>{_e(s)}</th>" for s in sources) + "</tr>"
     body = [_mixture_audio_row(excerpt, encoded, len(sources))]
-    for label, stems in rows:
+    for label, stems in rows[1:]:
         cells = "".join(f"<td>{_player(stems.get(s), encoded)}</td>" for s in sources)
         body.append(f"<tr><th>{_e(label)}</th>{cells}</tr>")
     end = excerpt.start + excerpt.seconds if math.isfinite(excerpt.seconds) else math.nan

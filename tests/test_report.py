@@ -410,6 +410,12 @@ def _not_an_object(folder: Path) -> Path:
     return folder / "summary.json"
 
 
+def _wrong_layout(folder: Path) -> Path:
+    folder.mkdir()
+    (folder / "summary.json").write_text(json.dumps({"sources": ["drums"], "per_track": [], "model": "x"}))
+    return folder / "summary.json"
+
+
 def _empty(folder: Path) -> Path:
     folder.mkdir()
     return folder
@@ -423,8 +429,9 @@ def _empty(folder: Path) -> Path:
         (_corrupt, "not valid JSON"),
         (_other_format, "expected 'sepzoo-comparison/1'"),
         (_not_an_object, "expected a JSON object"),
+        (_wrong_layout, "not laid out as sepzoo eval writes it"),
     ],
-    ids=["missing", "empty", "corrupt", "format", "not-object"],
+    ids=["missing", "empty", "corrupt", "format", "not-object", "layout"],
 )
 def test_bad_input_is_one_line_naming_the_file(make, expected, tmp_path, capsys):
     named = make(tmp_path / "input")
@@ -444,6 +451,17 @@ def test_missing_excerpt_file_is_named(domains_comparison, tmp_path, capsys):
     assert main(["report", str(folder), "-o", str(tmp_path / "report.html")]) == 2
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and str(missing) in error and "missing" in error
+    assert list(tmp_path.glob("*.html")) == []
+
+
+def test_unreadable_excerpt_file_is_named(domains_comparison, tmp_path, capsys):
+    folder = tmp_path / "comparison"
+    shutil.copytree(domains_comparison, folder)
+    broken = folder / "excerpts" / "reference" / "bass.wav"
+    broken.write_bytes(b"RIFF but not audio")
+    assert main(["report", str(folder), "-o", str(tmp_path / "report.html")]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and str(broken) in error and "ffmpeg could not encode" in error
     assert list(tmp_path.glob("*.html")) == []
 
 
