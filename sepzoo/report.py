@@ -248,14 +248,19 @@ def _comparison_excerpt(folder: Path, excerpt: dict[str, Any] | None, path: Path
 def _eval_input(folder: Path) -> _Input:
     path = folder / "summary.json"
     summary = _read_json(path)
-    _require(summary, ("sources", "per_track", "model"), path)
+    again = "; written by an older sepzoo eval? run it again"
+    for key in ("sources", "per_track", "model"):
+        if key not in summary:
+            raise SepzooError(f"{path}: {key!r} is missing{again}")
     sources = list(summary["sources"])
     tracks = list(summary["per_track"])
     for track, row in summary["per_track"].items():
         for key in ("SDR", "nSDR"):
             missing = [s for s in sources if s not in row.get(key, {})]
             if missing:
-                raise SepzooError(f"{path}: per_track[{track!r}].{key} has no score for {', '.join(missing)}")
+                raise SepzooError(
+                    f"{path}: per_track[{track!r}].{key}: no score for {', '.join(missing)}{again}"
+                )
     system = _eval_system(folder.resolve().name, folder, summary, tracks)
     comparison = {
         "format": FORMAT,
@@ -1184,7 +1189,7 @@ window.addEventListener("unhandledrejection", function (event) {
 
 STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 2em auto;
-       max-width: 1200px; padding: 0 1em; color: #222; line-height: 1.45; }
+       max-width: 1400px; padding: 0 1em; color: #222; line-height: 1.45; }
 h1 { margin-bottom: 0.3em; }
 h2 { border-bottom: 1px solid #ddd; padding-bottom: 0.2em; margin-top: 2em; }
 table { border-collapse: collapse; margin: 0.8em 0; }
