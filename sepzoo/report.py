@@ -27,9 +27,12 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sepzoo.errors import OutputExistsError, SepzooError
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 FORMAT = "sepzoo-comparison/1"
 """The ``format`` of a ``comparison.json`` this module reads."""
@@ -587,7 +590,7 @@ def _fmt_budget(budget: Any) -> str:
 # Figures
 
 
-def comparison_figures(comparison: dict[str, Any]) -> dict[str, Any]:
+def comparison_figures(comparison: dict[str, Any]) -> dict[str, Figure]:
     """The report's figures of a comparison, for the report itself and for a W&B summary run.
 
     Figures are built with :class:`matplotlib.figure.Figure` on the Agg canvas, outside pyplot,
@@ -612,7 +615,7 @@ def comparison_figures(comparison: dict[str, Any]) -> dict[str, Any]:
     return figures
 
 
-def _new_figure(width: float, height: float) -> Any:
+def _new_figure(width: float, height: float) -> Figure:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -625,7 +628,7 @@ def _colour(domain: str) -> str:
     return DOMAIN_COLOURS.get(domain, OTHER_COLOUR)
 
 
-def _bar_figure(comparison: dict[str, Any], source: str) -> Any:
+def _bar_figure(comparison: dict[str, Any], source: str) -> Figure:
     systems = comparison["systems"]
     figure = _new_figure(max(5.4, 1.6 + 0.8 * len(systems)), 3.6)
     axes = figure.subplots(1, len(METRICS), squeeze=False)[0]
@@ -654,7 +657,7 @@ def _mixture_line(ax: Any, comparison: dict[str, Any], source: str) -> None:
         ax.legend(fontsize=8, loc="lower right")
 
 
-def _domain_legend(figure: Any, systems: list[dict[str, Any]]) -> None:
+def _domain_legend(figure: Figure, systems: list[dict[str, Any]]) -> None:
     from matplotlib.patches import Patch
 
     domains = list(dict.fromkeys(s["domain"] for s in systems))
@@ -662,7 +665,7 @@ def _domain_legend(figure: Any, systems: list[dict[str, Any]]) -> None:
     figure.legend(handles=handles, loc="outside upper center", ncols=len(handles), fontsize=8, frameon=False)
 
 
-def _panel_figure(comparison: dict[str, Any]) -> Any:
+def _panel_figure(comparison: dict[str, Any]) -> Figure:
     sources = comparison["sources"]
     figure = _new_figure(max(6.0, 1.5 * len(sources) * len(METRICS)), 3.6)
     axes = figure.subplots(1, len(METRICS), squeeze=False)[0]
@@ -721,7 +724,7 @@ def _best_system(comparison: dict[str, Any], domain: str, source: str) -> dict[s
     return max(scored, key=lambda pair: pair[0])[1] if scored else None
 
 
-def _scatter_figure(source: str, wave: dict[str, Any], spec: dict[str, Any]) -> Any:
+def _scatter_figure(source: str, wave: dict[str, Any], spec: dict[str, Any]) -> Figure:
     x = [_number(v) for v in spec["per_track"]["nSDR"][source]]
     y = [_number(v) for v in wave["per_track"]["nSDR"][source]]
     figure = _new_figure(4.2, 4.2)
@@ -738,7 +741,7 @@ def _scatter_figure(source: str, wave: dict[str, Any], spec: dict[str, Any]) -> 
     return figure
 
 
-def _png(figure: Any) -> str:
+def _png(figure: Figure) -> str:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=100)
     return base64.b64encode(buffer.getvalue()).decode("ascii")
