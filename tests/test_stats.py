@@ -90,3 +90,32 @@ def test_holm_leaves_nan_out_of_the_family():
     adjusted = holm_adjust([math.nan, 0.01, 0.04])
     assert math.isnan(adjusted[0])
     assert adjusted[1:] == pytest.approx([0.02, 0.04])
+
+
+def test_the_signed_rank_p_value_equals_scipys_exact_one_without_ties():
+    from scipy.stats import wilcoxon
+
+    from sepzoo.stats import signed_rank_p_value
+
+    rng = np.random.default_rng(3)
+    for n in (3, 8, 12, 25):
+        differences = rng.normal(0.4, 1.0, n)
+        assert signed_rank_p_value(differences) == pytest.approx(wilcoxon(differences, method="exact").pvalue)
+
+
+def test_with_ties_the_signed_rank_p_value_counts_every_sign_pattern():
+    import itertools
+
+    from scipy.stats import rankdata
+
+    from sepzoo.stats import signed_rank_p_value
+
+    differences = np.array([1.0, -1.0, 2.0, 2.0, 2.0, 0.5, 3.0, 3.0, -0.5, 1.0])  # many ties
+    ranks = rankdata(np.abs(differences))
+    observed = ranks[differences > 0].sum()
+    sums = [sum(r for r, up in zip(ranks, signs) if up) for signs in itertools.product([0, 1], repeat=10)]
+    low = np.mean([t <= observed + 1e-9 for t in sums])
+    high = np.mean([t >= observed - 1e-9 for t in sums])
+    assert signed_rank_p_value(differences) == pytest.approx(min(1.0, 2 * min(low, high)))
+    assert signed_rank_p_value(np.zeros(6)) == 1.0
+    assert signed_rank_p_value(np.ones(12)) == pytest.approx(2 / 2**12)
