@@ -722,7 +722,8 @@ def _scores(
 
 
 def _number(value: Any) -> float:
-    return math.nan if value is None else float(value)
+    """A score rounded as museval's JSON stores it, so resumed and fresh scores agree exactly."""
+    return math.nan if value is None else round(float(value), 5)
 
 
 def _nanmean(values: Any) -> float:

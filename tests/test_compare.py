@@ -1,0 +1,181 @@
+"""Comparison recipes, their checks, and the statistics of a comparison on known numbers."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sepzoo.cli.main import main
+from sepzoo.compare import format_comparison, load_comparison_recipe
+from sepzoo.errors import ConfigError
+from sepzoo.stats import compare_systems
+
+REPO = Path(__file__).resolve().parents[1]
+SOURCES = ["drums", "bass", "other", "vocals"]
+
+
+def write_recipe(folder: Path, body: str) -> Path:
+    path = folder / "compare.yaml"
+    path.write_text(body.replace("REPO", str(REPO)))
+    return path
+
+
+GOOD = """
+name: check
+data: {root: /data/somewhere}
+budget: {steps: 10}
+models:
+  - REPO/recipes/toy/conv_tasnet.yaml
+  - {recipe: REPO/recipes/toy/open_unmix.yaml, label: umx, overrides: [model.hidden_size=32]}
+oracles: [irm2]
+"""
+
+
+def test_the_shipped_comparison_recipes_load_with_every_model_recipe():
+    toy = load_comparison_recipe(REPO / "recipes" / "compare" / "toy_wave_vs_spec.yaml")
+    assert [m.label for m in toy.models] == [
+        "demucs",
+        "conv_tasnet",
+        "hdemucs",
+        "htdemucs",
+        "bsrnn",
+        "open_unmix",
+    ]
+    assert toy.oracles == ["irm2", "ibm2", "mwf"] and toy.seeds == [0]
+    assert toy.budget_overrides() == ["trainer.max_steps=400", "trainer.max_time=00:00:02:00"]
+    assert toy.generate is not None and toy.generate["test_tracks"] >= 10
+    musdb = load_comparison_recipe(
+        REPO / "recipes" / "compare" / "musdb_wave_vs_spec.yaml", ["data.root=/data/musdb18hq"]
+    )
+    assert len(musdb.seeds) >= 2 and set(musdb.oracles) == {"irm2", "ibm2", "mwf"}
+    bsrnn = next(m for m in musdb.models if m.label == "bsrnn")
+    assert bsrnn.is_bag and len(bsrnn.recipes) == 4
+    assert musdb.budget_overrides() == ["trainer.max_time=02:00:00:00"]
+
+
+def test_a_good_recipe_gives_labels_overrides_and_defaults(tmp_path):
+    recipe = load_comparison_recipe(write_recipe(tmp_path, GOOD))
+    assert [m.label for m in recipe.models] == ["conv_tasnet", "umx"]
+    assert recipe.models[1].overrides == ("model.hidden_size=32",)
+    assert recipe.out == Path("runs/compare/check") and recipe.wandb["group"] == "check"
+    assert (recipe.confidence, recipe.alpha, recipe.subset) == (0.95, 0.05, "test")
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (("budget: {steps: 10}", "budget: {stepz: 10}"), "unknown key 'budget.stepz'"),
+        (("budget: {steps: 10}", "budget: {}"), "budget: expected steps, minutes or both"),
+        (("budget: {steps: 10}", "budget: {steps: 0}"), "budget.steps: expected a value >= 1"),
+        (("name: check", "name: check\nmodle: x"), "unknown key 'modle'"),
+        (("oracles: [irm2]", "oracles: [irm3]"), "'irm3' is not a registered model"),
+        (("oracles: [irm2]", "oracles: [conv_tasnet]"), "is a trained model, not an oracle"),
+        (("label: umx", "label: conv_tasnet"), "'conv_tasnet' is already used"),
+        (("toy/conv_tasnet.yaml", "toy/no_such.yaml"), "no_such.yaml does not exist"),
+        (("data: {root: /data/somewhere}", "data:\n  root: ???"), "data.root: expected the data set root"),
+        (("name: check", "name: check\nseeds: [0, 0]"), "seeds: expected distinct seeds"),
+        (("model.hidden_size=32", "model.hiden_size=32"), "hiden_size"),
+    ],
+)
+def test_a_bad_recipe_is_refused_in_one_line_naming_file_and_key(tmp_path, capsys, change, message):
+    path = write_recipe(tmp_path, GOOD.replace(*change))
+    with pytest.raises(ConfigError) as caught:
+        load_comparison_recipe(path)
+    assert message in str(caught.value)
+    assert main(["compare", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err
+
+
+def test_an_output_folder_holding_something_else_is_refused(tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "precious.txt").write_text("keep me")
+    path = write_recipe(tmp_path, GOOD.replace("/data/somewhere", str(REPO / "tests")))
+    (tmp_path / "tests_data").mkdir()
+    root = tmp_path / "data"
+    (root / "test").mkdir(parents=True)
+    path.write_text(path.read_text().replace(str(REPO / "tests"), str(root)))
+    assert main(["compare", str(path), "-o", str(out)]) == 2
+    assert "does not hold a comparison" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["precious.txt"]
+
+
+def system(label: str, domain: str, nsdr: np.ndarray, kind: str = "trained") -> dict:
+    per_track = {metric: {s: [float(v) for v in nsdr] for s in SOURCES} for metric in ("cSDR", "nSDR")}
+    return {"label": label, "domain": domain, "kind": kind, "per_track": per_track}
+
+
+def test_compare_systems_finds_a_constant_advantage_and_ignores_noise():
+    rng = np.random.default_rng(0)
+    base = rng.normal(5, 2, size=12)
+    systems = [
+        system("wave", "waveform", base + 1.0),
+        system("spec", "spectrogram", base),
+        system("oracle", "oracle", base + 10, kind="oracle"),
+    ]
+    result = compare_systems(systems, SOURCES, resamples=2000)
+    assert result["domains"] == {"waveform": ["wave"], "spectrogram": ["spec"], "oracle": ["oracle"]}
+    # Only trained systems of different domains are paired; one pair, 4 sources, 2 metrics.
+    assert len(result["paired"]) == 8 and {(t["a"], t["b"]) for t in result["paired"]} == {("wave", "spec")}
+    for test in result["paired"]:
+        assert test["mean_difference"] == pytest.approx(1.0)
+        assert test["low"] == pytest.approx(1.0) and test["high"] == pytest.approx(1.0)
+        # Wilcoxon, 12 positive differences: exact two-sided p = 2 / 2**12; Holm over 4 sources.
+        assert test["p_value"] == pytest.approx(2 / 4096)
+        assert test["p_holm"] == pytest.approx(4 * 2 / 4096) and test["significant"]
+    assert [t["a"] for t in result["domain_panel"]] == ["waveform"] * 8
+    summary = systems[0]["summary"]["nSDR"]["drums"]
+    assert summary["estimate"] == pytest.approx(np.mean(base + 1))
+    assert summary["low"] < summary["estimate"] < summary["high"] and summary["count"] == 12
+    assert systems[0]["summary"]["cSDR"]["drums"]["estimate"] == pytest.approx(np.median(base + 1))
+
+    noisy = [system("wave", "waveform", base + rng.normal(0, 1, 12)), system("spec", "spectrogram", base)]
+    tests = compare_systems(noisy, SOURCES, resamples=500)["paired"]
+    assert not any(t["significant"] for t in tests)
+
+
+def test_the_domain_panel_averages_each_domains_models_per_track():
+    base = np.linspace(0, 11, 12)
+    systems = [
+        system("w1", "waveform", base + 2),
+        system("w2", "waveform", base),
+        system("s1", "spectrogram", base),
+        system("h1", "hybrid", base + 3),
+    ]
+    panel = compare_systems(systems, SOURCES, resamples=500)["domain_panel"]
+    by_pair = {(t["a"], t["b"], t["metric"], t["source"]): t for t in panel}
+    assert by_pair[("waveform", "spectrogram", "nSDR", "bass")]["mean_difference"] == pytest.approx(1.0)
+    assert by_pair[("hybrid", "waveform", "nSDR", "bass")]["mean_difference"] == pytest.approx(2.0)
+    assert by_pair[("hybrid", "spectrogram", "cSDR", "vocals")]["mean_difference"] == pytest.approx(3.0)
+
+
+def test_seed_spread_is_reported_per_source():
+    entry = system("wave", "waveform", np.arange(10.0))
+    entry["per_seed"] = {"nSDR": {s: [4.0, 6.0] for s in SOURCES}, "cSDR": {s: [1.0] for s in SOURCES}}
+    compare_systems([entry], SOURCES, resamples=200)
+    assert entry["summary"]["nSDR"]["bass"]["seed_std"] == pytest.approx(math.sqrt(2))
+    assert math.isnan(entry["summary"]["cSDR"]["bass"]["seed_std"])  # one seed: no spread
+
+
+def test_the_terminal_table_labels_toy_results_and_says_what_is_significant():
+    base = np.linspace(0, 11, 12)
+    systems = [system("wave", "waveform", base + 1), system("spec", "spectrogram", base)]
+    statistics = compare_systems(systems, SOURCES, resamples=500)
+    comparison = {
+        "toy": True,
+        "sources": SOURCES,
+        "confidence": 0.95,
+        "alpha": 0.05,
+        "metrics": {"cSDR": "cSDR label", "nSDR": "nSDR label"},
+        "systems": systems,
+        "mixture": {"nSDR": {s: -5.0 for s in SOURCES}},
+        **statistics,
+    }
+    table = format_comparison(comparison)
+    assert table.startswith("TOY DATA: a smoke test")
+    assert "waveform - spectrogram: +1.00 dB (significant)" in table
+    assert "mixture" in table and "-5.00" in table
