@@ -1,23 +1,14 @@
 #!/usr/bin/env bash
-# The built-in default, end to end on the CPU: set up, generate the synthetic toy data set,
-# train the toy Conv-TasNet recipe for a few minutes, evaluate it, and print per-source nSDR
-# next to the unprocessed mixture's. Run it again and it reuses what it already made.
+# The built-in default, end to end on the CPU: set up, then run the toy waveform-vs-spectrogram
+# comparison (recipes/compare/toy_wave_vs_spec.yaml): generate the synthetic toy set, train six
+# toy models for two minutes each, score them and the IRM, IBM and MWF oracles on the same ten
+# test tracks, and end with the comparison table, the path of report.html and the W&B group.
+# Run it again and it reuses the finished runs and scores. Extra arguments are recipe overrides
+# (e.g. budget.minutes=1) or `compare` options (e.g. -o OUT).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/setup.sh
 VENV="${SEPZOO_VENV:-.venv}"
-SEPZOO="$VENV/bin/sepzoo"
-DATA="${SEPZOO_TOY_DATA:-data/toy-musdb}"
-RECIPE="recipes/toy/conv_tasnet.yaml"
-
-if [ ! -d "$DATA/train" ]; then
-    "$SEPZOO" toy-musdb "$DATA" --tracks 12 --test-tracks 4 --seconds 12 --seed 0
-fi
-"$SEPZOO" train "$RECIPE" --reuse
-RUN_DIR="$("$SEPZOO" train "$RECIPE" --print-run-dir)"
-"$SEPZOO" eval -n "$RUN_DIR" --root "$DATA" --subset test -o "$RUN_DIR/eval-toy" --force
+"$VENV/bin/sepzoo" compare recipes/compare/toy_wave_vs_spec.yaml "$@"
 echo
-echo "W&B run:          $RUN_DIR/wandb (offline unless W&B is configured; upload with: wandb sync $RUN_DIR/wandb/offline-run-*)"
-echo "checkpoint:       $RUN_DIR/checkpoints/best.ckpt"
-echo "resolved config:  $RUN_DIR/config.yaml"
-echo "evaluation:       $RUN_DIR/eval-toy/"
+echo "Offline W&B runs upload with: wandb sync <folder>/wandb/offline-run-* (the training runs and the summary run)"

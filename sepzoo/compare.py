@@ -594,7 +594,11 @@ def _train_overrides(
         f"logger.project={recipe.wandb['project']}",
         f"logger.group={recipe.wandb['group']}",
         f"logger.tags=[{','.join(dict.fromkeys(tags))}]",
-        f"logger.mode={recipe.wandb['mode']}",
+        *(
+            ["logger.name=csv"]
+            if recipe.wandb["mode"] == "disabled"
+            else [f"logger.mode={recipe.wandb['mode']}"]
+        ),
     ]
 
 

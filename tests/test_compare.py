@@ -124,9 +124,9 @@ def test_compare_systems_finds_a_constant_advantage_and_ignores_noise():
     for test in result["paired"]:
         assert test["mean_difference"] == pytest.approx(1.0)
         assert test["low"] == pytest.approx(1.0) and test["high"] == pytest.approx(1.0)
-        # Wilcoxon, 12 positive differences: exact two-sided p = 2 / 2**12; Holm over 4 sources.
+        # Wilcoxon, 12 positive differences: exact two-sided p = 2 / 2**12; one test per family.
         assert test["p_value"] == pytest.approx(2 / 4096)
-        assert test["p_holm"] == pytest.approx(4 * 2 / 4096) and test["significant"]
+        assert test["p_holm"] == pytest.approx(2 / 4096) and test["significant"]
     assert [t["a"] for t in result["domain_panel"]] == ["waveform"] * 8
     summary = systems[0]["summary"]["nSDR"]["drums"]
     assert summary["estimate"] == pytest.approx(np.mean(base + 1))
@@ -179,3 +179,20 @@ def test_the_terminal_table_labels_toy_results_and_says_what_is_significant():
     assert table.startswith("TOY DATA: a smoke test")
     assert "waveform - spectrogram: +1.00 dB (significant)" in table
     assert "mixture" in table and "-5.00" in table
+
+
+def test_holm_families_are_one_metric_and_source_so_ten_tracks_can_reach_significance():
+    base = np.linspace(0, 9, 10)
+    systems = [
+        system("w1", "waveform", base + 1),
+        system("w2", "waveform", base + 2),
+        system("s1", "spectrogram", base),
+        system("s2", "spectrogram", base - 1),
+        system("h1", "hybrid", base + 3),
+    ]
+    paired = compare_systems(systems, SOURCES, resamples=200)["paired"]
+    drums = [t for t in paired if t["metric"] == "nSDR" and t["source"] == "drums"]
+    assert len(drums) == 8  # 2x2 waveform-spectrogram, 2 hybrid-waveform, 2 hybrid-spectrogram
+    # Every pair differs on all 10 tracks: p = 2 / 2**10, times 8 tests at most: still below 0.05.
+    assert all(t["p_holm"] == pytest.approx(8 * 2 / 1024) for t in drums[:1])
+    assert all(t["significant"] for t in paired)
