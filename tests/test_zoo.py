@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from sepzoo import zoo
-from sepzoo.cards import load_card, load_cards, validate_card
+from sepzoo.cards import load_card, load_cards, replace_measured_results, validate_card
 from sepzoo.cli.main import main
 from sepzoo.models import MODELS, Separator, get_model_class, list_models, register_model
 from sepzoo.zoo import RENDER_COMMAND, TOY_DATASET, check_zoo, render_markdown
@@ -40,12 +40,14 @@ def one_line_error(capsys: pytest.CaptureFixture[str]) -> str:
 
 @pytest.fixture
 def zoo_copy(tmp_path: Path) -> Path:
-    """A copy of the repository's cards and the recipes they name; returns its cards folder."""
+    """A copy of the repository's cards (with no measured results yet) and the recipes they name;
+    returns its cards folder."""
     shutil.copytree(REPO_ROOT / "recipes" / "musdb", tmp_path / "repo" / "recipes" / "musdb")
     cards = tmp_path / "repo" / "zoo_cards"
     cards.mkdir()
     for path in CARDS_DIR.glob("*.yaml"):
-        shutil.copy(path, cards / path.name)
+        text = replace_measured_results(path.read_text(encoding="utf-8"), [], path)
+        (cards / path.name).write_text(text, encoding="utf-8")
     return cards
 
 
