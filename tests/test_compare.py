@@ -56,6 +56,13 @@ def test_the_shipped_comparison_recipes_load_with_every_model_recipe():
     assert musdb.budget_overrides() == ["trainer.max_time=02:00:00:00"]
 
 
+@pytest.mark.parametrize("path", sorted((REPO / "recipes" / "compare").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_comparison_recipe_loads_with_its_model_recipes(path, tmp_path):
+    recipe = load_comparison_recipe(path, [f"data.root={tmp_path}"])
+    assert recipe.name == path.stem and recipe.models and recipe.oracles
+    assert all(model.recipes and all(r.is_file() for r in model.recipes) for model in recipe.models)
+
+
 def test_a_good_recipe_gives_labels_overrides_and_defaults(tmp_path):
     recipe = load_comparison_recipe(write_recipe(tmp_path, GOOD))
     assert [m.label for m in recipe.models] == ["conv_tasnet", "umx"]
