@@ -65,7 +65,7 @@ from torch import Tensor, nn
 
 from sepzoo.errors import suggestion
 from sepzoo.models import register_model
-from sepzoo.models.base import Separator
+from sepzoo.models.base import Separator, real_edge_bins
 
 BandScheme = str | dict[str, list[list[float | None]]] | None
 """A scheme name, ``{"steps": ...}``, ``{"bands": ...}``, or ``None`` for the default."""
@@ -519,7 +519,7 @@ class BandSplitRNN(Separator):
             length: Samples to return, the length of the analysed audio.
         """
         audio = torch.istft(
-            spectrum.reshape(-1, *spectrum.shape[-2:]),
+            real_edge_bins(spectrum.reshape(-1, *spectrum.shape[-2:]), self.n_fft),
             self.n_fft,
             hop_length=self.hop_length,
             window=self.window,

@@ -39,7 +39,7 @@ from sepzoo import DEFAULT_SOURCES
 from sepzoo.models import register_model
 from sepzoo.models._demucs_layers import ResidualBranch, rescale_conv_weights
 from sepzoo.models._wiener import invert_channel_matrices
-from sepzoo.models.base import Separator
+from sepzoo.models.base import Separator, real_edge_bins
 
 WIENER_WINDOW = 300
 """Frames the Wiener filter handles at once; its statistics are those of each window."""
@@ -834,7 +834,8 @@ class HybridDemucs(Separator):
             total = self.hop * math.ceil(length / self.hop) + (0 if self.hybrid_old else 2 * side)
         window = self._window(z.real)
         signal = torch.istft(
-            z.reshape(-1, *z.shape[-2:]), self.nfft, self.hop, window=window, win_length=self.nfft,
+            real_edge_bins(z.reshape(-1, *z.shape[-2:]), self.nfft), self.nfft, self.hop, window=window,
+            win_length=self.nfft,
             normalized=True, center=True, length=total,
         )  # fmt: skip
         signal = signal.view(*stems.shape[:-2], total)  # B, S, C, T'

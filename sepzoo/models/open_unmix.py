@@ -45,7 +45,7 @@ from torch.nn import functional as F
 from sepzoo import DEFAULT_SOURCES
 from sepzoo.models import register_model
 from sepzoo.models._wiener import wiener_filter
-from sepzoo.models.base import Separator
+from sepzoo.models.base import Separator, real_edge_bins
 
 STD_FLOOR = 1e-4
 """Smallest input standard deviation, relative to the largest one, in
@@ -298,7 +298,7 @@ class OpenUnmix(Separator):
         """
         leading = spectrum.shape[:-2]
         audio = torch.istft(
-            spectrum.reshape(-1, *spectrum.shape[-2:]),
+            real_edge_bins(spectrum.reshape(-1, *spectrum.shape[-2:]), self.n_fft),
             self.n_fft,
             hop_length=self.hop_length,
             window=self.window.to(spectrum.real.dtype),

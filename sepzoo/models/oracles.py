@@ -30,7 +30,7 @@ from torch import Tensor
 from sepzoo import DEFAULT_SOURCES
 from sepzoo.models import register_model
 from sepzoo.models._wiener import invert_channel_matrices
-from sepzoo.models.base import Separator
+from sepzoo.models.base import Separator, real_edge_bins
 
 EPS = float(torch.finfo(torch.float64).eps)
 """The ``eps`` of mus-oracle (NumPy's float64 epsilon)."""
@@ -99,7 +99,7 @@ class OracleSTFT:
         window = self.window(flat)
         frames = flat.shape[-1]
         signal = torch.istft(
-            flat * window.sum(),
+            real_edge_bins(flat * window.sum(), self.n_fft),
             self.n_fft,
             self.hop_length,
             window=window,
