@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import shutil
 import tempfile
@@ -603,8 +602,11 @@ def _median(values: list[float]) -> float:
 
 
 def _mean(values: list[float]) -> float:
-    kept = [v for v in values if not math.isnan(v)]
-    return sum(kept) / len(kept) if kept else math.nan
+    import statistics
+
+    from sepzoo.scores import nan_aggregate
+
+    return nan_aggregate(values, statistics.fmean)
 
 
 def _safe_name(name: str) -> str:

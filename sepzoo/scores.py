@@ -210,17 +210,23 @@ def aggregate(records: Sequence[dict[str, Any]], sources: Sequence[str]) -> dict
     for metric in BSSEVAL_METRICS:
         medians = {source: [frame_median(r["frames"][source][metric]) for r in records] for source in sources}
         summary["bsseval"][metric] = {
-            "median": {s: _nan_aggregate(medians[s], statistics.median) for s in sources},
-            "mean": {s: _nan_aggregate(medians[s], statistics.fmean) for s in sources},
+            "median": {s: nan_aggregate(medians[s], statistics.median) for s in sources},
+            "mean": {s: nan_aggregate(medians[s], statistics.fmean) for s in sources},
         }
     for metric in TRACK_METRICS:
         summary[metric] = {
-            s: _nan_aggregate([r[metric][s] for r in records], statistics.fmean) for s in sources
+            s: nan_aggregate([r[metric][s] for r in records], statistics.fmean) for s in sources
         }
     return summary
 
 
-def _nan_aggregate(values: Sequence[float], function: Any) -> float:
+def nan_aggregate(values: Sequence[float], function: Any) -> float:
+    """``function`` (e.g. ``statistics.fmean``) of the values that are not NaN; NaN if none is.
+
+    Args:
+        values: The values.
+        function: A reduction of a non-empty list to a number.
+    """
     kept = [v for v in values if not math.isnan(v)]
     return float(function(kept)) if kept else math.nan
 
