@@ -16,6 +16,7 @@ and writes:
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import hashlib
 import json
@@ -71,12 +72,14 @@ class ModelEntry:
 
     Args:
         label: Its unique name in the comparison (tables, file names, W&B run names).
+        model: The registry name of the architecture its recipes train.
         recipes: The training recipe, or one recipe per member of a bag (e.g. Band-split RNN,
             one model per target, as its paper trains it).
         overrides: ``key=value`` overrides for this model alone.
     """
 
     label: str
+    model: str
     recipes: tuple[Path, ...]
     overrides: tuple[str, ...] = ()
 
@@ -351,7 +354,7 @@ class _Checker:
         label = entry.get("label") or loaded[0].model.name
         if not isinstance(label, str) or not label.replace("-", "").replace("_", "").isalnum():
             raise self.fail(f"{where}.label", f"expected letters, digits, '-' and '_', got {label!r}")
-        return ModelEntry(label, tuple(paths), tuple(extra))
+        return ModelEntry(label, loaded[0].model.name, tuple(paths), tuple(extra))
 
     def oracles(self, models: list[ModelEntry]) -> list[str]:
         from sepzoo.models import get_model_class, list_models
@@ -384,18 +387,6 @@ class _System:
     parameters: int | None = None
     config: dict[str, Any] | None = None
     runs: list[dict[str, Any]] = field(default_factory=list)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "label": self.label,
-            "model": self.model,
-            "domain": self.domain,
-            "kind": self.kind,
-            "recipe": self.recipe,
-            "parameters": self.parameters,
-            "config": self.config,
-            "runs": self.runs,
-        }
 
 
 def run_comparison(
@@ -494,18 +485,27 @@ def _train_model(recipe: ComparisonRecipe, entry: ModelEntry, out_dir: Path, for
     from sepzoo.config import load_recipe
     from sepzoo.models import create_model, get_model_class
 
-    plans = [load_recipe(path, _train_overrides(recipe, entry, path, out_dir, 0)) for path in entry.recipes]
     system = _System(
         label=entry.label,
-        model=plans[0].model.name,
-        domain=get_model_class(plans[0].model.name).domain,
+        model=entry.model,
+        domain=get_model_class(entry.model).domain,
         kind="trained",
         recipe=", ".join(_relative(path) for path in entry.recipes),
-        parameters=sum(create_model(p.model.name, **p.model.kwargs).num_parameters() for p in plans),
-        config=plans[0].resolved if not entry.is_bag else {p.name: p.resolved for p in plans},
     )
     for seed in recipe.seeds:
-        members = [_train_run(recipe, entry, path, out_dir, force, seed) for path in entry.recipes]
+        overrides = [
+            _train_overrides(recipe, entry, system.domain, path, out_dir, seed) for path in entry.recipes
+        ]
+        plans = [load_recipe(path, extra) for path, extra in zip(entry.recipes, overrides)]
+        if system.config is None:
+            system.parameters = sum(
+                create_model(p.model.name, **p.model.kwargs).num_parameters() for p in plans
+            )
+            system.config = plans[0].resolved if not entry.is_bag else {p.name: p.resolved for p in plans}
+        members = [
+            _train_run(entry, path, extra, plan, force, seed)
+            for path, extra, plan in zip(entry.recipes, overrides, plans)
+        ]
         run: dict[str, Any] = {"seed": seed, **members[0]}
         if entry.is_bag:
             run = {
@@ -522,15 +522,13 @@ def _train_model(recipe: ComparisonRecipe, entry: ModelEntry, out_dir: Path, for
 
 
 def _train_run(
-    recipe: ComparisonRecipe, entry: ModelEntry, path: Path, out_dir: Path, force: bool, seed: int
+    entry: ModelEntry, path: Path, overrides: list[str], plan: Any, force: bool, seed: int
 ) -> dict[str, Any]:
     """Train one recipe at one seed unless its run finished already; what the run reached."""
-    from sepzoo.config import load_recipe
     from sepzoo.rundir import DONE_MARKER
     from sepzoo.train import run_directory
 
-    overrides = _train_overrides(recipe, entry, path, out_dir, seed)
-    run_dir = run_directory(load_recipe(path, overrides))
+    run_dir = run_directory(plan)
     name = f"{entry.label} seed {seed}" + (f" ({path.stem})" if entry.is_bag else "")
     if force or not (run_dir / DONE_MARKER).is_file():
         _run_training(name, path, overrides, run_dir, force)
@@ -574,15 +572,11 @@ def _make_bag(
 
 
 def _train_overrides(
-    recipe: ComparisonRecipe, entry: ModelEntry, path: Path, out_dir: Path, seed: int
+    recipe: ComparisonRecipe, entry: ModelEntry, domain: str, path: Path, out_dir: Path, seed: int
 ) -> list[str]:
-    from sepzoo.config import load_recipe
-    from sepzoo.models import get_model_class
-
-    base = load_recipe(path, [*recipe.overrides, *entry.overrides, f"data.root={recipe.root}"])
-    domain = get_model_class(base.model.name).domain
+    """The overrides that put one recipe and seed into the comparison: budget, data, run, W&B."""
     run_name = f"{entry.label}-{path.stem}" if entry.is_bag else entry.label
-    tags = [recipe.name, entry.label, base.model.name, domain, f"seed{seed}"]
+    tags = [recipe.name, entry.label, entry.model, domain, f"seed{seed}"]
     return [
         *recipe.overrides,
         *entry.overrides,
@@ -674,7 +668,7 @@ def _assemble(
     sources += [s for runs in summaries for s in runs[0]["sources"] if s not in sources]
     entries = []
     for system, runs in zip(systems, summaries):
-        entry = system.as_dict()
+        entry = dataclasses.asdict(system)
         entry["per_track"], entry["per_seed"] = _scores(runs, tracks, sources)
         entries.append(entry)
     statistics = compare_systems(entries, sources, recipe.confidence, recipe.alpha, recipe.resamples)
@@ -707,6 +701,9 @@ def _scores(
     runs: list[dict[str, Any]], tracks: list[str], sources: list[str]
 ) -> tuple[dict[str, dict[str, list[float]]], dict[str, dict[str, list[float]]]]:
     """Per-track scores (mean over seeds) and per-seed summaries of one system."""
+    import statistics
+
+    from sepzoo.scores import nan_aggregate
     from sepzoo.stats import STATISTIC_OF_METRIC
 
     fields = {"cSDR": "SDR", "nSDR": "nSDR"}
@@ -719,27 +716,15 @@ def _scores(
                 [_number(run["per_track"].get(track, {}).get(key, {}).get(source)) for track in tracks]
                 for run in runs
             ]
-            per_track[metric][source] = [_nanmean(column) for column in zip(*table)]
-            reduce = _nanmedian if STATISTIC_OF_METRIC[metric] == "median" else _nanmean
-            per_seed[metric][source] = [reduce(row) for row in table]
+            per_track[metric][source] = [nan_aggregate(column, statistics.fmean) for column in zip(*table)]
+            reduce = statistics.median if STATISTIC_OF_METRIC[metric] == "median" else statistics.fmean
+            per_seed[metric][source] = [nan_aggregate(row, reduce) for row in table]
     return per_track, per_seed
 
 
 def _number(value: Any) -> float:
     """A score rounded as museval's JSON stores it, so resumed and fresh scores agree exactly."""
     return math.nan if value is None else round(float(value), 5)
-
-
-def _nanmean(values: Any) -> float:
-    kept = [v for v in values if not math.isnan(v)]
-    return sum(kept) / len(kept) if kept else math.nan
-
-
-def _nanmedian(values: Any) -> float:
-    import statistics
-
-    kept = [v for v in values if not math.isnan(v)]
-    return float(statistics.median(kept)) if kept else math.nan
 
 
 def _write_excerpts(recipe: ComparisonRecipe, systems: list[_System], out_dir: Path) -> dict[str, Any]:
@@ -801,13 +786,10 @@ def _excerpt_track(recipe: ComparisonRecipe, tracks: list[Any]) -> Any:
 
 
 def _write_wav(path: Path, audio: Any, rate: int, out_dir: Path) -> str:
-    import soundfile as sf
+    """A 16-bit excerpt (samples beyond full scale clamped); its path relative to ``out_dir``."""
+    from sepzoo.audio import write_audio
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    samples = audio.clamp(-1, 1).t().numpy()  # T, C
-    partial = path.with_name(f".{path.name}.part")
-    sf.write(str(partial), samples, rate, subtype="PCM_16", format="WAV")
-    partial.replace(path)
+    write_audio(path, audio, rate, subtype="PCM_16", clip_mode="clamp")
     return _relative(path, out_dir)
 
 
