@@ -609,7 +609,7 @@ def comparison_figures(comparison: dict[str, Any]) -> dict[str, Figure]:
     if comparison.get("domain_panel"):
         figures["domain_panel"] = _panel_figure(comparison)
     for source in comparison["sources"]:
-        best = [_best_system(comparison, domain, source) for domain in ("waveform", "spectrogram")]
+        best = [best_system(comparison, domain, source) for domain in ("waveform", "spectrogram")]
         if best[0] is not None and best[1] is not None:
             figures[f"scatter/{source}"] = _scatter_figure(source, best[0], best[1])
     return figures
@@ -713,8 +713,14 @@ def _panel_series(
         label = None  # one legend entry per pair
 
 
-def _best_system(comparison: dict[str, Any], domain: str, source: str) -> dict[str, Any] | None:
-    """The system of a domain with the highest nSDR on a source (``None`` when the domain has none)."""
+def best_system(comparison: dict[str, Any], domain: str, source: str) -> dict[str, Any] | None:
+    """The system of a domain with the highest nSDR on a source (``None`` when the domain has none).
+
+    Args:
+        comparison: A comparison in the ``comparison.json`` schema.
+        domain: ``"waveform"``, ``"spectrogram"``, ...
+        source: The source.
+    """
     scored = [
         (_number((s.get("summary") or {}).get("nSDR", {}).get(source, {}).get("estimate")), s)
         for s in comparison["systems"]

@@ -175,34 +175,25 @@ def _charts(wandb: Any, comparison: dict[str, Any]) -> dict[str, Any]:
             charts[f"bars/{metric}/{source}"] = wandb.plot.bar(
                 table, "system", metric, title=f"{metric}: {source}"
             )
-    best = {domain: _best(comparison, domain) for domain in ("waveform", "spectrogram")}
-    if best["waveform"] and best["spectrogram"]:
-        wave, spec = best["waveform"], best["spectrogram"]
-        for source in comparison["sources"]:
-            table = wandb.Table(columns=[f"{wave['label']} nSDR", f"{spec['label']} nSDR", "track"])
-            for index, track in enumerate(comparison["dataset"]["tracks"]):
-                x = wave["per_track"]["nSDR"][source][index]
-                y = spec["per_track"]["nSDR"][source][index]
-                if x is not None and y is not None:
-                    table.add_data(x, y, track)
-            charts[f"scatter/{source}"] = wandb.plot.scatter(
-                table,
-                f"{wave['label']} nSDR",
-                f"{spec['label']} nSDR",
-                title=f"per-track nSDR, {source}: {wave['label']} vs {spec['label']}",
-            )
+    from sepzoo.report import best_system
+
+    for source in comparison["sources"]:
+        wave, spec = (best_system(comparison, domain, source) for domain in ("waveform", "spectrogram"))
+        if wave is None or spec is None:
+            continue
+        table = wandb.Table(columns=[f"{wave['label']} nSDR", f"{spec['label']} nSDR", "track"])
+        for index, track in enumerate(comparison["dataset"]["tracks"]):
+            x = wave["per_track"]["nSDR"][source][index]
+            y = spec["per_track"]["nSDR"][source][index]
+            if x is not None and y is not None:
+                table.add_data(x, y, track)
+        charts[f"scatter/{source}"] = wandb.plot.scatter(
+            table,
+            f"{wave['label']} nSDR",
+            f"{spec['label']} nSDR",
+            title=f"per-track nSDR, {source}: {wave['label']} vs {spec['label']}",
+        )
     return charts
-
-
-def _best(comparison: dict[str, Any], domain: str) -> dict[str, Any] | None:
-    """The trained system of a domain with the highest nSDR averaged over sources."""
-    candidates = [s for s in comparison["systems"] if s["domain"] == domain and s["kind"] == "trained"]
-
-    def average(system: dict[str, Any]) -> float:
-        values = [v["estimate"] for v in system["summary"]["nSDR"].values() if v["estimate"] is not None]
-        return sum(values) / len(values) if values else float("-inf")
-
-    return max(candidates, key=average, default=None)
 
 
 def _figures(wandb: Any, comparison: dict[str, Any]) -> dict[str, Any]:
