@@ -12,27 +12,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from cli_helpers import assert_one_line_error, run
 
 from sepzoo.checkpoint import save_model_file
-from sepzoo.cli.main import main
 from sepzoo.models import create_model, get_model_class
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-def run(capsys, *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def assert_one_line_error(code: int, err: str, *fragments: str) -> None:
-    assert code == 2, err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1, err
-    assert "Traceback" not in err
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 @pytest.fixture(scope="module")

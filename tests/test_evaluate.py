@@ -11,24 +11,11 @@ import museval
 import numpy as np
 import pytest
 import soundfile as sf
+from cli_helpers import assert_one_line_error, run
 
 from sepzoo.cli.main import main
 
 MUSDB_STEMS = ("vocals", "drums", "bass", "other")
-
-
-def run(capsys, *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def assert_one_line_error(code: int, err: str, *fragments: str) -> None:
-    assert code == 2, err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and "Traceback" not in err, err
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 def stems_of(track_folder: Path) -> dict[str, np.ndarray]:

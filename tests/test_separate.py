@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from cli_helpers import assert_one_line_error
+from cli_helpers import run as run_cli
 
 from sepzoo.audio import read_audio
 from sepzoo.checkpoint import save_model_file
-from sepzoo.cli.main import main
 from sepzoo.inference import BagOfModels, apply_model
 from sepzoo.models import create_model, get_model_class
 from sepzoo.separate import separate_files
@@ -28,17 +29,7 @@ needs_ffmpeg = pytest.mark.skipif(
 
 
 def run(capsys, *args: str) -> tuple[int, str, str]:
-    code = main(["separate", *args])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def assert_one_line_error(code: int, err: str, *fragments: str) -> None:
-    assert code == 2, err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and "Traceback" not in err, err
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
+    return run_cli(capsys, "separate", *args)
 
 
 def assert_nothing_written(folder: Path) -> None:
