@@ -1,4 +1,4 @@
-"""BSSEval v4: sepzoo's :func:`~sepzoo.bsseval.bss_eval_v4` against ``museval.evaluate`` on the
+"""BSSEval v4: sepzoo's :func:`~sepzoo.evaluation.bsseval.bss_eval_v4` against ``museval.evaluate`` on the
 same 4-source stereo tracks (16-bit synthetic stems with a noise floor, leaky noisy estimates).
 
 The tracks are written once to ``.npy`` files; each measurement then runs in its own
@@ -64,7 +64,7 @@ def measure(side: str, folder: Path) -> dict:
     else:
         import torch
 
-        from sepzoo.bsseval import bss_eval_v4
+        from sepzoo.evaluation.bsseval import bss_eval_v4
 
         # One at a time, so that only one of the stems is held in both layouts at once.
         references = torch.from_numpy(references).permute(0, 2, 1).contiguous()

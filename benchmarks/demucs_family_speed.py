@@ -7,7 +7,7 @@ stereo signal (30 s by default) in its own subprocess, on the CPU, and reports i
 and peak resident memory; the sides alternate, twice by default, and each side's fastest run is
 kept. The sides are ``demucs.apply.apply_model`` on the signal in memory, sepzoo's
 ``apply_model`` on the same tensor, and sepzoo's streamed separation (what ``sepzoo separate``
-runs, :func:`sepzoo.separate.separate_file`) from a float WAV file of the signal to 16-bit
+runs, :func:`sepzoo.engine.separate.separate_file`) from a float WAV file of the signal to 16-bit
 stems on disk, reading, writing and the rescale pass included, so the last
 ratio is the stricter one. The streamed side runs twice: with torch's default CPU allocator,
 like the other sides, and with transparent huge pages (``THP_MEM_ALLOC_ENABLE=1``), as
@@ -50,8 +50,8 @@ def prepare(name: str, folder: Path) -> tuple[Path, Path]:
     from demucs.states import serialize_model
     from omegaconf import OmegaConf
 
-    from sepzoo.checkpoint import save_model_file
     from sepzoo.convert.demucs import convert_file
+    from sepzoo.models.files import save_model_file
 
     module, klass = OFFICIAL[name]
     torch.manual_seed(0)
@@ -85,8 +85,8 @@ def run_side(
     if side == "stream":
         import soundfile as sf
 
-        from sepzoo.checkpoint import load_separator
-        from sepzoo.separate import separate_file
+        from sepzoo.engine.separate import separate_file
+        from sepzoo.models.files import load_separator
 
         model = load_separator(path).eval()
         with tempfile.TemporaryDirectory() as folder:
@@ -106,8 +106,8 @@ def run_side(
         start = time.perf_counter()
         apply_model(model, mix, shifts=0, split=True, overlap=overlap, segment=segment, progress=False)
     else:
-        from sepzoo.checkpoint import load_separator
-        from sepzoo.inference import apply_model
+        from sepzoo.engine.apply import apply_model
+        from sepzoo.models.files import load_separator
 
         model = load_separator(path).eval()
         start = time.perf_counter()

@@ -58,8 +58,8 @@ def prepare_models(name: str, folder: Path, with_demucs: bool) -> tuple[Path, Pa
         return converted, package
     import torch
 
-    from sepzoo.checkpoint import save_model_file
     from sepzoo.models import create_model
+    from sepzoo.models.files import save_model_file
 
     torch.manual_seed(0)
     return save_model_file(create_model(name), folder / f"{name}.sepzoo", force=True), None

@@ -83,9 +83,9 @@ def run_sepzoo(steps: int, warmup: int, device: str) -> list[float]:
     import lightning as L
     from torch.utils.data import DataLoader, Dataset
 
-    from sepzoo.config import NamedSpec, SchedulerSpec, build_optimizer, build_scheduler
-    from sepzoo.losses import build_loss
-    from sepzoo.task import SeparationTask
+    from sepzoo.training.losses import build_loss
+    from sepzoo.training.recipe import NamedSpec, SchedulerSpec, build_optimizer, build_scheduler
+    from sepzoo.training.task import SeparationTask
 
     warnings.filterwarnings("ignore")
     logging.getLogger("lightning").setLevel(logging.ERROR)

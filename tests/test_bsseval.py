@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 import torch
 
-from sepzoo import bsseval
-from sepzoo.bsseval import bss_eval_v4
 from sepzoo.data.toy import synthesize_track
+from sepzoo.evaluation import bsseval
+from sepzoo.evaluation.bsseval import bss_eval_v4
 
 MUSEVAL_ORDER = ("vocals", "drums", "bass", "other")
 """musdb's ``track.targets``: the order in which museval scores a track's sources."""

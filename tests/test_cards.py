@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sepzoo.cards import (
+from sepzoo.errors import ConfigError
+from sepzoo.experiments.cards import (
     MeasuredResult,
     ZooCard,
     card_table,
@@ -20,7 +21,6 @@ from sepzoo.cards import (
     short_label,
     validate_card,
 )
-from sepzoo.errors import ConfigError
 from sepzoo.models import create_model, list_models
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

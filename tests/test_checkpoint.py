@@ -9,7 +9,10 @@ import pickle
 import pytest
 import torch
 
-from sepzoo.checkpoint import (
+from sepzoo.errors import CheckpointError, OutputExistsError
+from sepzoo.models import create_model, get_model_class, list_models
+from sepzoo.models.bag import BagOfModels
+from sepzoo.models.files import (
     ForeignClass,
     foreign_globals,
     load_model_file,
@@ -17,9 +20,6 @@ from sepzoo.checkpoint import (
     safe_load,
     save_model_file,
 )
-from sepzoo.errors import CheckpointError, OutputExistsError
-from sepzoo.inference import BagOfModels
-from sepzoo.models import create_model, get_model_class, list_models
 
 TRAINABLE = [
     n for n in list_models() if create_model(n, **get_model_class(n).test_kwargs).num_parameters() > 0

@@ -14,8 +14,8 @@ import soundfile as sf
 import torch
 from cli_helpers import assert_one_line_error, run
 
-from sepzoo.checkpoint import save_model_file
 from sepzoo.models import create_model, get_model_class
+from sepzoo.models.files import save_model_file
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -252,7 +252,7 @@ def test_an_accelerator_the_machine_lacks_fails_before_any_run_directory(capsys,
 
 
 def test_bag_joins_one_target_models_into_one_file(capsys, tmp_path):
-    from sepzoo.checkpoint import load_model_file
+    from sepzoo.models.files import load_model_file
 
     kwargs = get_model_class("conv_tasnet").test_kwargs
     files = []

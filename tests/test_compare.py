@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from sepzoo.cli.main import main
-from sepzoo.compare import format_comparison, load_comparison_recipe
 from sepzoo.errors import ConfigError
-from sepzoo.stats import compare_systems
+from sepzoo.evaluation.stats import compare_systems
+from sepzoo.experiments.compare import format_comparison, load_comparison_recipe
 
 REPO = Path(__file__).resolve().parents[1]
 SOURCES = ["drums", "bass", "other", "vocals"]

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from sepzoo.config import load_recipe, recipe_from_dict
 from sepzoo.errors import ConfigError
-from sepzoo.train import build_components, run_directory
+from sepzoo.training.recipe import load_recipe, recipe_from_dict
+from sepzoo.training.train import build_components, run_directory
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # Training recipes; the comparison recipes in recipes/compare/ are checked by test_compare.py.

@@ -18,11 +18,12 @@ from demucs.states import serialize_model
 from omegaconf import OmegaConf
 from parity import randomize, relative_error
 
-from sepzoo.checkpoint import load_separator
 from sepzoo.convert.demucs import convert_file
+from sepzoo.engine.apply import apply_model
 from sepzoo.errors import CheckpointError
-from sepzoo.inference import BagOfModels, apply_model
 from sepzoo.models import create_model
+from sepzoo.models.bag import BagOfModels
+from sepzoo.models.files import load_separator
 
 FOUR = ["drums", "bass", "other", "vocals"]
 SIX = ["drums", "bass", "other", "vocals", "guitar", "piano"]

@@ -268,8 +268,8 @@ def test_a_model_and_estimates_together_or_neither_are_refused(capsys, toy_root,
 def test_new_weights_at_the_same_path_are_not_resumed_as_the_old_ones(capsys, toy_root, tmp_path):
     import torch
 
-    from sepzoo.checkpoint import save_model_file
     from sepzoo.models import create_model, get_model_class
+    from sepzoo.models.files import save_model_file
 
     path = tmp_path / "model.sepzoo"
     kwargs = get_model_class("conv_tasnet").test_kwargs
@@ -392,7 +392,7 @@ def test_a_truncated_or_broken_stem_in_the_data_set_is_named(capsys, toy_root, t
 def test_the_weights_digest_covers_scalar_buffers_such_as_batch_norm_counters():
     import torch
 
-    from sepzoo.evaluate import _fingerprint
+    from sepzoo.evaluation.evaluate import _fingerprint
 
     layer = torch.nn.BatchNorm1d(4)  # holds a 0-dimensional int64 counter
     before = _fingerprint(layer)

@@ -14,8 +14,8 @@ from omegaconf import OmegaConf
 from parity import randomize, relative_error
 
 from sepzoo.convert.demucs import convert_file
+from sepzoo.engine.apply import apply_model
 from sepzoo.errors import CheckpointError
-from sepzoo.inference import apply_model
 from sepzoo.models import create_model
 from sepzoo.models.hybrid_demucs import multichannel_wiener
 

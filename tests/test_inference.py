@@ -6,15 +6,9 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from sepzoo.inference import (
-    BagOfModels,
-    OverlapAdd,
-    apply_model,
-    center_crop,
-    extract_chunk,
-    plan_chunks,
-    triangular_weight,
-)
+from sepzoo.engine.apply import apply_model
+from sepzoo.engine.chunks import OverlapAdd, center_crop, extract_chunk, plan_chunks, triangular_weight
+from sepzoo.models.bag import BagOfModels
 from sepzoo.models.base import Separator
 
 SAMPLE_RATE = 100  # small, so that 0.5 s shifts and segments are a few dozen samples

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from sepzoo.errors import ConfigError
-from sepzoo.losses import LOSSES, SeparationLoss, build_loss, list_losses, register_loss
 from sepzoo.registry import UnknownNameError
+from sepzoo.training.losses import LOSSES, SeparationLoss, build_loss, list_losses, register_loss
 
 SOURCES = ["drums", "bass", "other", "vocals"]
 # Small resolutions keep the STFT loss fast on short test signals.

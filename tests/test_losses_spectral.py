@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from sepzoo.errors import ConfigError
-from sepzoo.losses import ComplexSpectrogramL1Loss, build_loss, list_losses
+from sepzoo.training.losses import ComplexSpectrogramL1Loss, build_loss, list_losses
 
 SOURCES = ["drums", "bass", "other", "vocals"]
 

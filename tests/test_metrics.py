@@ -10,7 +10,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from sepzoo.metrics import MDX_DELTA, NSDR, nsdr, si_sdr
+from sepzoo.evaluation.metrics import MDX_DELTA, NSDR, nsdr, si_sdr
 
 SOURCES = ["drums", "bass", "other", "vocals"]
 

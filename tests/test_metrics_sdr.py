@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from sepzoo.metrics import sd_sdr, si_sdr
+from sepzoo.evaluation.metrics import sd_sdr, si_sdr
 
 
 def stems(*shape: int, seed: int = 0) -> torch.Tensor:

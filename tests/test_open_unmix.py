@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from sepzoo import DEFAULT_SOURCES
-from sepzoo.losses import build_loss
 from sepzoo.models import create_model, get_model_class
 from sepzoo.models.open_unmix import OpenUnmix, bandwidth_to_max_bin
+from sepzoo.training.losses import build_loss
 
 TINY = OpenUnmix.test_kwargs
 

@@ -12,9 +12,9 @@ import pytest
 import torch
 from scipy.signal import istft, stft
 
-from sepzoo.evaluate import evaluate
-from sepzoo.inference import apply_model
-from sepzoo.metrics import nsdr
+from sepzoo.engine.apply import apply_model
+from sepzoo.evaluation.evaluate import evaluate
+from sepzoo.evaluation.metrics import nsdr
 from sepzoo.models import create_model, get_model_class
 from sepzoo.models.oracles import EPS
 

@@ -42,7 +42,7 @@ def toy(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def evals(toy: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """``sepzoo eval --save-estimates`` folders of three oracles, named after them."""
-    from sepzoo.evaluate import evaluate
+    from sepzoo.evaluation.evaluate import evaluate
 
     root = tmp_path_factory.mktemp("evals")
     for name in ORACLES:
@@ -53,7 +53,7 @@ def evals(toy: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path
 @pytest.fixture(scope="module")
 def domains_comparison(evals: dict[str, Path], toy: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A comparison folder whose three systems are the oracles' scores under trained domains."""
-    from sepzoo.stats import compare_systems
+    from sepzoo.evaluation.stats import compare_systems
 
     folder = tmp_path_factory.mktemp("domains")
     summaries = {name: json.loads((path / "summary.json").read_text()) for name, path in evals.items()}
@@ -308,7 +308,7 @@ def test_report_of_an_evaluation_and_a_comparison_merges_them(domains_comparison
 
 
 def test_merge_prefixes_clashing_labels_and_keeps_common_tracks_and_sources(evals, tmp_path):
-    from sepzoo.report import load_comparison
+    from sepzoo.experiments.report import load_comparison
 
     first, second = tmp_path / "a" / "irm2", tmp_path / "b" / "irm2"
     shutil.copytree(evals["irm2"], first)
@@ -336,7 +336,7 @@ def _synthetic(tracks: int = 12, gap: float = 2.0) -> dict:
     The per-track differences are all distinct: with ties, scipy's Wilcoxon test falls back to a
     permutation test that takes seconds.
     """
-    from sepzoo.stats import compare_systems
+    from sepzoo.evaluation.stats import compare_systems
 
     base = [float(i % 5) for i in range(tracks)]
     systems = [
@@ -365,7 +365,7 @@ def _synthetic(tracks: int = 12, gap: float = 2.0) -> dict:
 
 
 def test_page_names_significant_differences_escapes_text_and_shows_no_nan():
-    from sepzoo.report import render_report
+    from sepzoo.experiments.report import render_report
 
     page = render_report(_synthetic())
     assert "&lt;b&gt;wave&lt;/b&gt; above spec by 2.11 dB" in page
@@ -377,7 +377,7 @@ def test_page_names_significant_differences_escapes_text_and_shows_no_nan():
 
 
 def test_comparison_figures_follow_the_domains_present():
-    from sepzoo.report import comparison_figures
+    from sepzoo.experiments.report import comparison_figures
 
     figures = comparison_figures(_synthetic(tracks=4))
     expected = [f"bars/{s}" for s in PAIR] + ["domain_panel"] + [f"scatter/{s}" for s in PAIR if s != "bass"]

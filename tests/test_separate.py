@@ -16,11 +16,12 @@ import torch
 from cli_helpers import assert_one_line_error
 from cli_helpers import run as run_cli
 
-from sepzoo.audio import read_audio
-from sepzoo.checkpoint import save_model_file
-from sepzoo.inference import BagOfModels, apply_model
+from sepzoo.engine.apply import apply_model
+from sepzoo.engine.separate import separate_files
+from sepzoo.io.audio import read_audio
 from sepzoo.models import create_model, get_model_class
-from sepzoo.separate import separate_files
+from sepzoo.models.bag import BagOfModels
+from sepzoo.models.files import save_model_file
 
 SOURCES = ["drums", "bass", "other", "vocals"]
 needs_ffmpeg = pytest.mark.skipif(

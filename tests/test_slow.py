@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from sepzoo.data.toy import generate_toy_musdb
-from sepzoo.evaluate import evaluate
-from sepzoo.train import train
+from sepzoo.evaluation.evaluate import evaluate
+from sepzoo.training.train import train
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TOY_RECIPES = sorted((REPO_ROOT / "recipes" / "toy").glob("*.yaml"))

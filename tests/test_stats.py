@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from sepzoo.stats import bootstrap_interval, holm_adjust, paired_comparison, seed_spread
+from sepzoo.evaluation.stats import bootstrap_interval, holm_adjust, paired_comparison, seed_spread
 
 
 def test_the_interval_of_a_constant_is_that_constant():
@@ -95,7 +95,7 @@ def test_holm_leaves_nan_out_of_the_family():
 def test_the_signed_rank_p_value_equals_scipys_exact_one_without_ties():
     from scipy.stats import wilcoxon
 
-    from sepzoo.stats import signed_rank_p_value
+    from sepzoo.evaluation.stats import signed_rank_p_value
 
     rng = np.random.default_rng(3)
     for n in (3, 8, 12, 25):
@@ -108,7 +108,7 @@ def test_with_ties_the_signed_rank_p_value_counts_every_sign_pattern():
 
     from scipy.stats import rankdata
 
-    from sepzoo.stats import signed_rank_p_value
+    from sepzoo.evaluation.stats import signed_rank_p_value
 
     differences = np.array([1.0, -1.0, 2.0, 2.0, 2.0, 0.5, 3.0, 3.0, -0.5, 1.0])  # many ties
     ranks = rankdata(np.abs(differences))

@@ -22,17 +22,12 @@ from test_inference import (
 )
 from torch import Tensor
 
-from sepzoo.audio import AudioStream, BlockResampler, StemWriter, read_audio, resample
+from sepzoo.engine.apply import apply_model
+from sepzoo.engine.streaming import RunningStatistics, StreamingEngine, stream_model, track_statistics
 from sepzoo.errors import DataError, SepzooError
-from sepzoo.inference import (
-    BagOfModels,
-    RunningStatistics,
-    StreamingEngine,
-    apply_model,
-    stream_model,
-    track_statistics,
-)
+from sepzoo.io.audio import AudioStream, BlockResampler, StemWriter, read_audio, resample
 from sepzoo.models import create_model, get_model_class
+from sepzoo.models.bag import BagOfModels
 
 BLOCK_SIZES = [[1000], [37], [1, 64, 5, 300], [7, 2000]]
 

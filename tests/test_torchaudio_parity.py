@@ -10,10 +10,10 @@ import torch
 from parity import randomize, relative_error
 from torchaudio.models import HDemucs as TorchaudioHDemucs
 
-from sepzoo.checkpoint import load_separator
 from sepzoo.convert.torchaudio import convert_torchaudio_file
+from sepzoo.engine.apply import apply_model
 from sepzoo.errors import CheckpointError
-from sepzoo.inference import apply_model
+from sepzoo.models.files import load_separator
 
 FOUR = ["drums", "bass", "other", "vocals"]
 

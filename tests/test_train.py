@@ -13,10 +13,10 @@ import pytest
 import torch
 import yaml
 
-from sepzoo.checkpoint import export_model_file, load_model_file, load_separator, safe_load
 from sepzoo.errors import OutputExistsError, SepzooError
-from sepzoo.rundir import DONE_MARKER
-from sepzoo.train import train
+from sepzoo.models.files import export_model_file, load_model_file, load_separator, safe_load
+from sepzoo.training.rundir import DONE_MARKER
+from sepzoo.training.train import train
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -99,7 +99,7 @@ def _final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
 
 
 def test_resume_continues_mid_epoch_exactly_as_an_uninterrupted_run(tiny_recipe, tmp_path, monkeypatch):
-    import sepzoo.train as train_module
+    import sepzoo.training.train as train_module
 
     overrides = [
         "logger.name=csv",
@@ -189,11 +189,11 @@ def test_ddp_over_two_cpu_processes_scores_each_validation_track_once(tiny_recip
 
 
 def test_fine_tuning_starts_from_a_model_file_and_refuses_another_model(tiny_recipe, tmp_path):
-    from sepzoo.checkpoint import save_model_file
-    from sepzoo.config import load_recipe
     from sepzoo.errors import CheckpointError
     from sepzoo.models import create_model
-    from sepzoo.train import build_components
+    from sepzoo.models.files import save_model_file
+    from sepzoo.training.recipe import load_recipe
+    from sepzoo.training.train import build_components
 
     recipe = load_recipe(tiny_recipe)
     torch.manual_seed(7)
@@ -212,11 +212,11 @@ def test_fine_tuning_starts_from_a_model_file_and_refuses_another_model(tiny_rec
 
 
 def test_partial_fine_tuning_to_another_source_list_reports_what_it_kept(tiny_recipe, tmp_path, capsys):
-    from sepzoo.checkpoint import save_model_file
-    from sepzoo.config import load_recipe
     from sepzoo.errors import CheckpointError
     from sepzoo.models import create_model
-    from sepzoo.train import build_components
+    from sepzoo.models.files import save_model_file
+    from sepzoo.training.recipe import load_recipe
+    from sepzoo.training.train import build_components
 
     recipe = load_recipe(tiny_recipe)
     kwargs = {**recipe.model.kwargs, "sources": ["vocals", "accompaniment"]}
@@ -263,9 +263,9 @@ def test_csv_and_tensorboard_loggers_keep_metrics_and_examples(tiny_recipe, kind
 
 
 def test_one_target_models_train_on_the_full_mixture_and_join_a_bag(tiny_recipe, tmp_path, toy_root):
-    from sepzoo.checkpoint import save_model_file
-    from sepzoo.evaluate import evaluate
-    from sepzoo.inference import BagOfModels
+    from sepzoo.evaluation.evaluate import evaluate
+    from sepzoo.models.bag import BagOfModels
+    from sepzoo.models.files import save_model_file
 
     members = []
     for target in ("vocals", "drums"):
@@ -290,8 +290,8 @@ def test_one_target_models_train_on_the_full_mixture_and_join_a_bag(tiny_recipe,
 
 
 def test_targets_outside_the_sources_are_refused_before_any_work(tiny_recipe):
-    from sepzoo.config import load_recipe
     from sepzoo.errors import ConfigError
+    from sepzoo.training.recipe import load_recipe
 
     with pytest.raises(
         ConfigError, match=r"targets: 'vocal' is not one of the sources .*did you mean 'vocals'"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sepzoo.models._wiener import (
+from sepzoo.dsp.wiener import (
     expectation_maximization,
     mixture_phase_estimates,
     power_spectral_density,

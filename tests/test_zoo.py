@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from sepzoo import zoo
-from sepzoo.cards import load_card, load_cards, replace_measured_results, validate_card
 from sepzoo.cli.main import main
+from sepzoo.experiments import zoo
+from sepzoo.experiments.cards import load_card, load_cards, replace_measured_results, validate_card
+from sepzoo.experiments.zoo import RENDER_COMMAND, TOY_DATASET, check_zoo, render_markdown
 from sepzoo.models import MODELS, Separator, get_model_class, list_models, register_model
-from sepzoo.zoo import RENDER_COMMAND, TOY_DATASET, check_zoo, render_markdown
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CARDS_DIR = REPO_ROOT / "zoo_cards"

@@ -11,9 +11,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     Args:
         args: Parsed arguments.
     """
-    from sepzoo.config import load_recipe
-    from sepzoo.rundir import DONE_MARKER
-    from sepzoo.train import run_directory, train
+    from sepzoo.training.recipe import load_recipe
+    from sepzoo.training.rundir import DONE_MARKER
+    from sepzoo.training.train import run_directory, train
 
     if args.print_run_dir or args.reuse:
         planned = run_directory(load_recipe(args.recipe, args.overrides))
@@ -24,7 +24,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             print(f"{planned}: this run already finished; reusing it (pass --force to train again)")
             return 0
     run_dir = train(args.recipe, args.overrides, resume=args.resume, force=args.force)
-    from sepzoo.rundir import is_launcher_child
+    from sepzoo.training.rundir import is_launcher_child
 
     if not is_launcher_child():
         print(f"run directory: {run_dir}")
@@ -46,7 +46,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         args: Parsed arguments.
     """
     from sepzoo.errors import SepzooError
-    from sepzoo.evaluate import evaluate, format_table, format_track_table
+    from sepzoo.evaluation.evaluate import evaluate, format_table, format_track_table
 
     if (args.model is None) == (args.estimates is None):
         raise SepzooError("eval: give a model with -n MODEL or estimates with --estimates DIR (one of them)")
@@ -94,7 +94,7 @@ def cmd_separate(args: argparse.Namespace) -> int:
     import os
 
     os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
-    from sepzoo.separate import OutputFormat, separate_files
+    from sepzoo.engine.separate import OutputFormat, separate_files
 
     output_format = OutputFormat(
         flac=args.flac, int24=args.int24, float32=args.float32, clip_mode=args.clip_mode
@@ -123,7 +123,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     Args:
         args: Parsed arguments.
     """
-    from sepzoo.checkpoint import export_model_file
+    from sepzoo.models.files import export_model_file
 
     path, used_ema = export_model_file(args.source, args.out, force=args.force)
     weights = "EMA weights" if used_ema else "trained weights (EMA was off)"
@@ -137,10 +137,10 @@ def cmd_convert(args: argparse.Namespace) -> int:
     Args:
         args: Parsed arguments.
     """
-    from sepzoo.audio import prepare_output
-    from sepzoo.checkpoint import save_model_file
     from sepzoo.errors import SepzooError
-    from sepzoo.inference import BagOfModels
+    from sepzoo.io.audio import prepare_output
+    from sepzoo.models.bag import BagOfModels
+    from sepzoo.models.files import save_model_file
 
     prepare_output(args.out, args.force)  # refuse before the (possibly slow) conversion
     if args.kind == "demucs":
@@ -169,10 +169,10 @@ def cmd_bag(args: argparse.Namespace) -> int:
     Args:
         args: Parsed arguments.
     """
-    from sepzoo.audio import prepare_output
-    from sepzoo.checkpoint import load_separator, save_model_file
     from sepzoo.errors import SepzooError
-    from sepzoo.inference import BagOfModels
+    from sepzoo.io.audio import prepare_output
+    from sepzoo.models.bag import BagOfModels
+    from sepzoo.models.files import load_separator, save_model_file
 
     prepare_output(args.out, args.force)
     members = []
@@ -245,7 +245,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     Args:
         args: Parsed arguments.
     """
-    from sepzoo.compare import run_comparison
+    from sepzoo.experiments.compare import run_comparison
 
     run_comparison(args.recipe, args.overrides, out=args.out, force=args.force, report=not args.no_report)
     return 0
@@ -257,7 +257,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     Args:
         args: Parsed arguments.
     """
-    from sepzoo.report import write_report
+    from sepzoo.experiments.report import write_report
 
     path = write_report(args.dirs, args.out, force=args.force)
     print(f"wrote {path}")
@@ -270,6 +270,6 @@ def cmd_zoo(args: argparse.Namespace) -> int:
     Args:
         args: Parsed arguments.
     """
-    from sepzoo.zoo import run_zoo
+    from sepzoo.experiments.zoo import run_zoo
 
     return run_zoo(cards=args.cards, render=args.render, record=args.record, force=args.force)

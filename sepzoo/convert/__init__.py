@@ -1,7 +1,7 @@
 """Import of checkpoints saved by other projects, as documented key mappings.
 
 Each converter reads a foreign file without importing or running anything from it (see
-:func:`sepzoo.checkpoint.safe_load`), maps every key of its state to our module names, refuses
+:func:`sepzoo.models.files.safe_load`), maps every key of its state to our module names, refuses
 (naming them) keys it cannot map, and returns a sepzoo model or bag of models that the model
 file, ``separate``, ``eval`` and ``train`` (``train.init_from``) accept.
 """

@@ -83,12 +83,12 @@ from typing import Any
 
 import yaml
 
-from sepzoo.checkpoint import ForeignClass, foreign_globals, safe_load
 from sepzoo.convert import rename_state
 from sepzoo.errors import CheckpointError, closest
-from sepzoo.inference import BagOfModels
 from sepzoo.models import create_model, get_model_class
+from sepzoo.models.bag import BagOfModels
 from sepzoo.models.base import Separator
+from sepzoo.models.files import ForeignClass, foreign_globals, safe_load
 from sepzoo.models.hybrid_demucs import plan_layers
 
 OFFICIAL_CLASSES: dict[str, str] = {

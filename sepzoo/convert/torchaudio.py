@@ -29,12 +29,12 @@ from typing import Any
 
 from torch import Tensor
 
-from sepzoo.checkpoint import safe_load
 from sepzoo.convert import rename_state
 from sepzoo.convert.demucs import KEY_MAPPERS
 from sepzoo.errors import CheckpointError
 from sepzoo.models import create_model
 from sepzoo.models.base import Separator
+from sepzoo.models.files import safe_load
 from sepzoo.models.hybrid_demucs import plan_layers
 
 PREFIXES = {

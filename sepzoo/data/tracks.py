@@ -15,8 +15,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from sepzoo.audio import audio_info, read_audio, resample
 from sepzoo.errors import DataError
+from sepzoo.io.audio import audio_info, read_audio, resample
 
 DEFAULT_EXTENSIONS: tuple[str, ...] = (".wav", ".flac")
 

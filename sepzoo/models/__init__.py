@@ -19,10 +19,13 @@ from sepzoo.registry import Registry
 
 ENTRY_POINT_GROUP = "sepzoo.models"
 
+# Modules of this package that hold no architecture: the contract, bags, model files.
+_NOT_ARCHITECTURES = frozenset({"base", "bag", "files"})
+
 
 def _discover() -> None:
     for info in pkgutil.iter_modules(__path__):
-        if info.name != "base" and not info.name.startswith("_"):
+        if info.name not in _NOT_ARCHITECTURES and not info.name.startswith("_"):
             importlib.import_module(f"{__name__}.{info.name}")
     for entry in entry_points(group=ENTRY_POINT_GROUP):
         try:

@@ -220,8 +220,9 @@ class HTDemucs(HybridDemucs):
         """Separate ``mix`` (``[B, C, T]``) into stems (``[B, S, C, T]``).
 
         In training, any length runs as is. In evaluation, inputs shorter than the training
-        segment are zero-padded to it, and longer ones go through the inference engine in chunks
-        of the training segment.
+        segment are zero-padded to it, and longer ones are refused: the engine
+        (:func:`sepzoo.engine.apply.apply_model`) cuts long tracks into chunks of the training
+        segment, as :attr:`max_segment` asks it to.
 
         Args:
             mix: The mixture, ``[batch, audio_channels, time]``.
@@ -232,9 +233,10 @@ class HTDemucs(HybridDemucs):
         if self.training or not self.use_train_segment:
             return super().forward(mix)
         if length > self.training_length:
-            from sepzoo.inference import apply_model
-
-            return apply_model(self, mix, segment=self.segment, batch_size=1)
+            raise ValueError(
+                f"htdemucs evaluates at most {self.training_length} samples at once (its training "
+                f"segment), got {length}; separate longer inputs with sepzoo.engine.apply.apply_model"
+            )
         padded = F.pad(mix, (0, self.training_length - length))  # B, C, T_train
         return super().forward(padded)[..., :length]  # B, S, C, T
 

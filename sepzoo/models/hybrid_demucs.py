@@ -36,9 +36,9 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from sepzoo import DEFAULT_SOURCES
+from sepzoo.dsp.wiener import invert_channel_matrices
 from sepzoo.models import register_model
 from sepzoo.models._demucs_layers import ResidualBranch, rescale_conv_weights
-from sepzoo.models._wiener import invert_channel_matrices
 from sepzoo.models.base import Separator, real_edge_bins
 
 WIENER_WINDOW = 300

@@ -43,8 +43,8 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from sepzoo import DEFAULT_SOURCES
+from sepzoo.dsp.wiener import wiener_filter
 from sepzoo.models import register_model
-from sepzoo.models._wiener import wiener_filter
 from sepzoo.models.base import Separator, real_edge_bins
 
 STD_FLOOR = 1e-4

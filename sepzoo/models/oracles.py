@@ -28,8 +28,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from sepzoo import DEFAULT_SOURCES
+from sepzoo.dsp.wiener import invert_channel_matrices
 from sepzoo.models import register_model
-from sepzoo.models._wiener import invert_channel_matrices
 from sepzoo.models.base import Separator, real_edge_bins
 
 EPS = float(torch.finfo(torch.float64).eps)

@@ -10,17 +10,16 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from sepzoo.config import Recipe, build_optimizer, build_scheduler, load_recipe
 from sepzoo.errors import ConfigError
-from sepzoo.rundir import (
+from sepzoo.io.atomic import write_json_atomic, write_text_atomic
+from sepzoo.training.recipe import Recipe, build_optimizer, build_scheduler, load_recipe
+from sepzoo.training.rundir import (
     CONFIG_FILE,
     DONE_MARKER,
     RunPlan,
     is_launcher_child,
     plan_run,
     run_metadata,
-    write_json_atomic,
-    write_text_atomic,
 )
 
 
@@ -55,9 +54,9 @@ def build_components(recipe: Recipe) -> tuple[Any, Any]:
         recipe: The validated recipe.
     """
     from sepzoo.data import DATASETS
-    from sepzoo.losses import build_loss
     from sepzoo.models import create_model
-    from sepzoo.task import SeparationTask
+    from sepzoo.training.losses import build_loss
+    from sepzoo.training.task import SeparationTask
 
     model = create_model(recipe.model.name, **recipe.model.kwargs)
     if recipe.train.init_from is not None:
@@ -92,9 +91,9 @@ def _load_initial_weights(model: Any, source: str, strict: bool) -> None:
     Strict, every tensor must fit; otherwise the tensors that fit by name and shape are loaded,
     the others keep their initial values, and a one-line report names them.
     """
-    from sepzoo.checkpoint import load_separator
     from sepzoo.errors import CheckpointError
-    from sepzoo.inference import BagOfModels
+    from sepzoo.models.bag import BagOfModels
+    from sepzoo.models.files import load_separator
 
     donor = load_separator(source)
     if isinstance(donor, BagOfModels):
@@ -170,7 +169,7 @@ def build_callbacks(recipe: Recipe, run_dir: Path, validates: bool = True) -> li
     """
     from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 
-    from sepzoo.task import FinalCheckpoint
+    from sepzoo.training.task import FinalCheckpoint
 
     checkpoints = run_dir / "checkpoints"
     callbacks: list[Any] = [FinalCheckpoint(checkpoints / "last.ckpt")]
@@ -253,7 +252,7 @@ def train(
     """
     import lightning as L
 
-    from sepzoo.logging import build_logger, log_examples
+    from sepzoo.training.loggers import build_logger, log_examples
 
     recipe = load_recipe(recipe_path, overrides or [])
     run_dir = run_directory(recipe)
@@ -317,8 +316,8 @@ def train(
 
 def _check_resumable(checkpoint: Path, recipe: Recipe) -> None:
     """Refuse, in one line, a checkpoint that is damaged or holds another model, before any work."""
-    from sepzoo.checkpoint import TRAIN_FORMAT, safe_load
     from sepzoo.errors import CheckpointError
+    from sepzoo.models.files import TRAIN_FORMAT, safe_load
 
     content = safe_load(checkpoint)
     info = content.get("sepzoo") if isinstance(content, dict) else None

@@ -53,10 +53,10 @@ import torch
 from torch import Tensor
 
 from sepzoo import __version__
-from sepzoo.audio import prepare_output
 from sepzoo.errors import CheckpointError, SepzooError, closest
-from sepzoo.inference import BagOfModels
+from sepzoo.io.audio import prepare_output
 from sepzoo.models import MODELS, get_model_class
+from sepzoo.models.bag import BagOfModels
 from sepzoo.models.base import Separator
 
 MODEL_FORMAT = "sepzoo.model"

@@ -24,7 +24,7 @@ def log_comparison(comparison: dict[str, Any], out_dir: Path) -> str | None:
     """
     from omegaconf import OmegaConf
 
-    from sepzoo.logging import resolve_wandb_mode
+    from sepzoo.io.wandb import resolve_wandb_mode
 
     settings = OmegaConf.to_container(OmegaConf.create(comparison["recipe_text"]))
     mode = resolve_wandb_mode((settings.get("wandb") or {}).get("mode", "auto"))
@@ -175,7 +175,7 @@ def _charts(wandb: Any, comparison: dict[str, Any]) -> dict[str, Any]:
             charts[f"bars/{metric}/{source}"] = wandb.plot.bar(
                 table, "system", metric, title=f"{metric}: {source}"
             )
-    from sepzoo.report import best_system
+    from sepzoo.experiments.report import best_system
 
     for source in comparison["sources"]:
         wave, spec = (best_system(comparison, domain, source) for domain in ("waveform", "spectrogram"))
@@ -200,7 +200,7 @@ def _figures(wandb: Any, comparison: dict[str, Any]) -> dict[str, Any]:
     """The report's figures (bar charts with intervals, the domain panel, scatter plots) as images."""
     import matplotlib.pyplot as plt
 
-    from sepzoo.report import comparison_figures
+    from sepzoo.experiments.report import comparison_figures
 
     images = {}
     for name, figure in comparison_figures(comparison).items():

@@ -1337,7 +1337,7 @@ def _section_registry(section: str) -> tuple[Registry[Any], str]:
 
         return DATASETS, "data set"
     if section == "loss":
-        from sepzoo.losses import LOSSES
+        from sepzoo.training.losses import LOSSES
 
         return LOSSES, "loss"
     if section == "optimizer":

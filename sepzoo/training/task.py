@@ -2,7 +2,7 @@
 
 It trains any registered separator: the mixture is the sum of the sampled stems, the loss is
 chosen by registered name, and validation runs whole tracks through the shared inference
-engine (:func:`sepzoo.inference.apply_model`), scoring each track once with the nSDR metric.
+engine (:func:`sepzoo.engine.apply.apply_model`), scoring each track once with the nSDR metric.
 Nothing here asks what kind of model it holds.
 """
 
@@ -17,11 +17,11 @@ import lightning as L
 import torch
 from torch import Tensor
 
-from sepzoo.config import InferenceOptions
-from sepzoo.inference import apply_model
-from sepzoo.losses import SeparationLoss
-from sepzoo.metrics import NSDR
+from sepzoo.engine.apply import apply_model
+from sepzoo.evaluation.metrics import NSDR
 from sepzoo.models.base import Separator
+from sepzoo.training.losses import SeparationLoss
+from sepzoo.training.recipe import InferenceOptions
 
 TRAIN_FORMAT = "sepzoo.train"
 TRAIN_FORMAT_VERSION = 1

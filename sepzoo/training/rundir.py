@@ -1,7 +1,7 @@
 """Run directories: one folder per (recipe, resolved config), resumable and never clobbered.
 
 A run lives in ``<run.root>/<name>-<hash>/`` where ``hash`` is eight hex digits of the resolved
-config's SHA-256 (see :meth:`sepzoo.config.Recipe.config_hash`). It holds::
+config's SHA-256 (see :meth:`sepzoo.training.recipe.Recipe.config_hash`). It holds::
 
     config.yaml        the resolved recipe, with a `meta` section (git commit, package versions)
     checkpoints/       best.ckpt (by validation nSDR), last.ckpt, step-*.ckpt (periodic)
@@ -14,7 +14,6 @@ is never replaced without ``--force``.
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import shutil
@@ -169,27 +168,3 @@ def run_metadata(config_hash: str) -> dict[str, Any]:
         "python": platform.python_version(),
         "command": " ".join(sys.argv),
     }
-
-
-def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    """Write JSON through a temporary file and a rename.
-
-    Args:
-        path: The destination.
-        data: What to write.
-    """
-    tmp = path.with_name(f".{path.name}.part")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write text through a temporary file and a rename.
-
-    Args:
-        path: The destination.
-        text: What to write.
-    """
-    tmp = path.with_name(f".{path.name}.part")
-    tmp.write_text(text)
-    os.replace(tmp, path)

@@ -2,7 +2,7 @@
 
 A track is scored with
 
-* BSSEval v4 (:func:`~sepzoo.bsseval.bss_eval_v4`): SDR, SIR, ISR and SAR per one-second
+* BSSEval v4 (:func:`~sepzoo.evaluation.bsseval.bss_eval_v4`): SDR, SIR, ISR and SAR per one-second
   frame, written in museval's per-track JSON layout, so that ``museval.EvalStore`` and
   ``museval.MethodStore`` load the files beside published results;
 * nSDR (MDX 2021), SI-SDR and SD-SDR over the whole track, and the nSDR of the unprocessed
@@ -82,8 +82,8 @@ def score_track(
         ``{"frames": {source: {metric: [per-frame values]}}, "window": s, "hop": s,
         "nSDR": {source: dB}, "SI-SDR": ..., "SD-SDR": ..., "mixture_nSDR": ...}``.
     """
-    from sepzoo.bsseval import bss_eval_v4
-    from sepzoo.metrics import nsdr, sd_sdr, si_sdr
+    from sepzoo.evaluation.bsseval import bss_eval_v4
+    from sepzoo.evaluation.metrics import nsdr, sd_sdr, si_sdr
 
     if references.shape != estimates.shape or references.dim() != 3:
         raise ValueError(

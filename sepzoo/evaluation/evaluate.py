@@ -2,7 +2,7 @@
 
 Each track's mixture goes through the shared inference engine (or its estimates are read from
 ``--estimates DIR``); the estimates are scored with BSSEval v4 per one-second frame and with
-nSDR, SI-SDR and SD-SDR per track (see :mod:`sepzoo.scores`). Results land in
+nSDR, SI-SDR and SD-SDR per track (see :mod:`sepzoo.evaluation.scores`). Results land in
 
 * ``OUT/<subset>/<track>.json``: museval's per-track layout, loadable with
   ``museval.EvalStore().add_eval_dir(OUT)`` or ``museval.MethodStore().add_eval_dir(OUT)``;
@@ -119,7 +119,7 @@ class EstimatesDir:
             channels: The references' channel count.
             frames: The references' length.
         """
-        from sepzoo.audio import read_audio
+        from sepzoo.io.audio import read_audio
 
         paths = self.check(track, sample_rate, channels, frames)
         return torch.stack([read_audio(path, channels=channels)[0] for path in paths])
@@ -233,7 +233,7 @@ def evaluate(
     """
     from tqdm import tqdm
 
-    from sepzoo.scores import aggregate, record_from_json
+    from sepzoo.evaluation.scores import aggregate, record_from_json
 
     if (model_spec is None) == (estimates is None):
         raise SepzooError("eval: give either a model (-n) or --estimates DIR, not both or neither")
@@ -324,7 +324,7 @@ class _Scorer:
 
     def score(self, track: Any, estimates_dir: Path | None) -> dict[str, Any]:
         from sepzoo.data.tracks import read_stems
-        from sepzoo.scores import score_track
+        from sepzoo.evaluation.scores import score_track
 
         rate = self.sample_rate or track.sample_rate
         channels = self.channels or track.channels
@@ -336,7 +336,7 @@ class _Scorer:
         if not torch.isfinite(estimates).all():
             raise SepzooError(f"track {track.name!r}: the estimates hold NaN or infinite samples")
         if estimates_dir is not None:
-            from sepzoo.audio import write_audio
+            from sepzoo.io.audio import write_audio
 
             for source, stem in zip(self.sources, estimates):
                 write_audio(
@@ -356,7 +356,7 @@ def _build_scorer(
     batch_size: int,
     device: str,
 ) -> _Scorer:
-    from sepzoo.inference import resolve_device
+    from sepzoo.engine.apply import resolve_device
 
     device_name = str(resolve_device(device))
     if estimates is not None:
@@ -384,8 +384,8 @@ def _build_scorer(
             device=device_name,
         )
 
-    from sepzoo.checkpoint import load_separator
-    from sepzoo.inference import apply_model
+    from sepzoo.engine.apply import apply_model
+    from sepzoo.models.files import load_separator
 
     assert model_spec is not None
     model = load_separator(model_spec).to(device_name).eval()
@@ -460,7 +460,7 @@ def _prepare_out(out: Path, results_dir: Path, identity: dict[str, Any], force: 
 
 
 def _write_track(path: Path, name: str, record: dict[str, Any], identity: dict[str, Any]) -> None:
-    from sepzoo.scores import museval_json
+    from sepzoo.evaluation.scores import museval_json
 
     extra = {"model": identity["model"], "estimates": identity["estimates"], "settings": identity["settings"]}
     _write_json(path, museval_json(name, record, extra))
@@ -468,7 +468,7 @@ def _write_track(path: Path, name: str, record: dict[str, Any], identity: dict[s
 
 def _track_row(record: dict[str, Any], sources: list[str]) -> dict[str, Any]:
     """A track's summary line: per source, the frame medians of BSSEval and the track scores."""
-    from sepzoo.scores import BSSEVAL_METRICS, TRACK_METRICS
+    from sepzoo.evaluation.scores import BSSEVAL_METRICS, TRACK_METRICS
 
     row: dict[str, Any] = {}
     for metric in BSSEVAL_METRICS:
@@ -546,7 +546,7 @@ def log_to_wandb(summary: dict[str, Any], out: Path, project: str) -> Path:
     """
     import wandb
 
-    from sepzoo.logging import resolve_wandb_mode
+    from sepzoo.io.wandb import resolve_wandb_mode
 
     os.environ.setdefault("WANDB_SILENT", "true")
     name = Path(summary["model"] or summary["estimates"]).name
@@ -596,7 +596,7 @@ def log_to_wandb(summary: dict[str, Any], out: Path, project: str) -> Path:
 
 
 def _median(values: list[float]) -> float:
-    from sepzoo.scores import frame_median
+    from sepzoo.evaluation.scores import frame_median
 
     return frame_median(values)
 
@@ -604,7 +604,7 @@ def _median(values: list[float]) -> float:
 def _mean(values: list[float]) -> float:
     import statistics
 
-    from sepzoo.scores import nan_aggregate
+    from sepzoo.evaluation.scores import nan_aggregate
 
     return nan_aggregate(values, statistics.fmean)
 
@@ -614,7 +614,7 @@ def _safe_name(name: str) -> str:
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    from sepzoo.rundir import write_json_atomic
+    from sepzoo.io.atomic import write_json_atomic
 
     try:
         write_json_atomic(path, data)
@@ -624,7 +624,7 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
 
 
 def _write_text(path: Path, text: str) -> None:
-    from sepzoo.rundir import write_text_atomic
+    from sepzoo.io.atomic import write_text_atomic
 
     try:
         write_text_atomic(path, text)

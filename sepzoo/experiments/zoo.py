@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from sepzoo import DEFAULT_SOURCES
-from sepzoo.cards import (
+from sepzoo.errors import ConfigError, OutputExistsError, SepzooError
+from sepzoo.experiments.cards import (
     ALL_KEY,
     MeasuredResult,
     ZooCard,
@@ -34,7 +35,6 @@ from sepzoo.cards import (
     short_label,
     validate_card,
 )
-from sepzoo.errors import ConfigError, OutputExistsError, SepzooError
 
 EXIT_PROBLEMS = 2
 RENDER_COMMAND = "sepzoo zoo --render zoo_cards/md --force"
@@ -47,7 +47,7 @@ TOY_DATASET = "sepzoo toy set (synthetic; a smoke test of the machinery, not evi
 
 def repository_root() -> Path:
     """The folder that holds the ``sepzoo`` package: the repository root of a checkout."""
-    return Path(__file__).resolve().parent.parent
+    return Path(__file__).resolve().parents[2]
 
 
 def default_cards_dir() -> Path:
@@ -107,7 +107,7 @@ def render_markdown(cards: list[ZooCard]) -> dict[str, str]:
     """The Markdown pages of the cards: ``<name>.md`` for each and ``README.md`` as the index.
 
     Args:
-        cards: Cards from :func:`~sepzoo.cards.load_cards`.
+        cards: Cards from :func:`~sepzoo.experiments.cards.load_cards`.
 
     Returns:
         File name to text, in card order with the index last.
@@ -190,7 +190,7 @@ def render_index(cards: list[ZooCard]) -> str:
     """The Markdown index of the cards, one row per card linking its page.
 
     Args:
-        cards: Cards from :func:`~sepzoo.cards.load_cards`.
+        cards: Cards from :func:`~sepzoo.experiments.cards.load_cards`.
     """
     lines = [
         "# The sepzoo model zoo",

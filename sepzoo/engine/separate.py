@@ -1,9 +1,9 @@
 """``sepzoo separate``: split audio files into stems with a model file or checkpoint.
 
-Each file is streamed through the model: :class:`~sepzoo.audio.AudioStream` reads it in blocks
+Each file is streamed through the model: :class:`~sepzoo.io.audio.AudioStream` reads it in blocks
 (resampled to the model's rate and converted to its channel count),
-:class:`~sepzoo.inference.StreamingEngine` separates them with the chunks, batches and shifts of
-:func:`~sepzoo.inference.apply_model`, and one :class:`~sepzoo.audio.StemWriter` per output
+:class:`~sepzoo.engine.streaming.StreamingEngine` separates them with the chunks, batches and shifts of
+:func:`~sepzoo.engine.apply.apply_model`, and one :class:`~sepzoo.io.audio.StemWriter` per output
 writes the stems as they are finished. Memory therefore does not grow with the track's length
 (unless the model must see whole tracks). Whole-track normalisation (``normalize``) reads the
 file once more first, for its statistics.
@@ -28,9 +28,9 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from sepzoo.audio import ClipMode
 from sepzoo.errors import OutputExistsError, SepzooError
-from sepzoo.inference import BagOfModels
+from sepzoo.io.audio import ClipMode
+from sepzoo.models.bag import BagOfModels
 from sepzoo.models.base import Separator
 
 CLIP_MODES: tuple[str, ...] = ("rescale", "clamp", "none")
@@ -45,7 +45,7 @@ class OutputFormat:
         int24: 24-bit integer samples instead of 16-bit. (Default: ``False``)
         float32: 32-bit float WAV samples. (Default: ``False``)
         clip_mode: ``"rescale"`` (scale a stem down when it would clip), ``"clamp"`` or
-            ``"none"``; see :class:`~sepzoo.audio.StemWriter`. (Default: ``"rescale"``)
+            ``"none"``; see :class:`~sepzoo.io.audio.StemWriter`. (Default: ``"rescale"``)
     """
 
     flac: bool = False
@@ -102,7 +102,7 @@ def plan_outputs(
         force: Allow overwriting existing stems.
         suffix: Output file suffix. (Default: ``".wav"``)
     """
-    from sepzoo.audio import AudioStream
+    from sepzoo.io.audio import AudioStream
 
     plan: dict[Path, Path] = {}
     for name in files:
@@ -224,8 +224,8 @@ def separate_file(
     """
     import tqdm
 
-    from sepzoo.audio import AudioStream, StemWriter
-    from sepzoo.inference import stream_model, track_statistics
+    from sepzoo.engine.streaming import stream_model, track_statistics
+    from sepzoo.io.audio import AudioStream, StemWriter
 
     started = time.perf_counter()
     sources = list(model.sources)
@@ -327,8 +327,9 @@ def separate_files(
     Returns:
         The output folders, one per input.
     """
-    from sepzoo.checkpoint import load_separator
-    from sepzoo.inference import check_engine_options, resolve_device
+    from sepzoo.engine.apply import resolve_device
+    from sepzoo.engine.chunks import check_engine_options
+    from sepzoo.models.files import load_separator
 
     if jobs < 0:
         raise SepzooError(f"-j {jobs}: the number of jobs must be 0 or more")

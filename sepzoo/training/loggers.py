@@ -8,7 +8,6 @@ with ``wandb sync``.
 
 from __future__ import annotations
 
-import netrc
 import os
 from pathlib import Path
 from typing import Any
@@ -16,31 +15,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from sepzoo.io.wandb import resolve_wandb_mode, wandb_settings
+
 EXAMPLE_SECONDS = 10.0
-
-
-def wandb_configured() -> bool:
-    """True when a W&B API key is available without asking the user."""
-    if os.environ.get("WANDB_API_KEY"):
-        return True
-    try:
-        auth = netrc.netrc().authenticators("api.wandb.ai")
-    except (FileNotFoundError, netrc.NetrcParseError, OSError):
-        return False
-    return bool(auth and auth[2])
-
-
-def resolve_wandb_mode(mode: str) -> str:
-    """Turn the recipe's ``logger.mode`` (``auto``/``online``/``offline``) into a W&B mode.
-
-    Args:
-        mode: The recipe value.
-    """
-    if os.environ.get("WANDB_MODE") in ("offline", "disabled", "dryrun"):
-        return "offline"
-    if mode == "auto":
-        return "online" if wandb_configured() else "offline"
-    return mode
 
 
 def build_logger(
@@ -92,17 +69,11 @@ def build_logger(
         id=resume_id,
         resume="allow" if resume_id else None,
         log_model=False,
-        settings=_wandb_settings(),
+        settings=wandb_settings(),
     )
     if config is not None:
         logger.experiment.config.update(config, allow_val_change=True)
     return logger
-
-
-def _wandb_settings() -> Any:
-    import wandb
-
-    return wandb.Settings(console="off", silent=True, x_disable_stats=True)
 
 
 def spectrogram_figure(waves: dict[str, Tensor], sample_rate: int) -> Any:
@@ -145,7 +116,7 @@ def log_examples(task: Any, track: str, mix: Tensor, estimate: Tensor, reference
     CSV logger gets WAV and PNG files under ``<run>/logs/media/``.
 
     Args:
-        task: The :class:`~sepzoo.task.SeparationTask` (gives the logger, step and sources).
+        task: The :class:`~sepzoo.training.task.SeparationTask` (gives the logger, step and sources).
         track: The track's name.
         mix: The mixture ``[C, T]``.
         estimate: The estimated stems ``[S, C, T]``.
@@ -184,7 +155,7 @@ def log_examples(task: Any, track: str, mix: Tensor, estimate: Tensor, reference
                     logger.experiment.add_audio(f"{slug}/{source}/{kind}", clip.mean(0), step, sample_rate)
                 logger.experiment.add_figure(f"{slug}/{source}/spectrogram", figure, step)
             elif isinstance(logger, CSVLogger):
-                from sepzoo.audio import write_audio
+                from sepzoo.io.audio import write_audio
 
                 folder = Path(logger.log_dir) / "media" / f"step-{step:08d}" / slug
                 for kind, clip in clips.items():

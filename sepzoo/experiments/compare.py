@@ -8,10 +8,10 @@ and writes:
 
 * ``OUT/comparison.json``: per system and source, cSDR and nSDR per track, their summaries with
   bootstrap intervals, the paired tests between domains and the waveform-vs-spectrogram panel
-  (:func:`sepzoo.stats.compare_systems`), and an audio excerpt through every system;
+  (:func:`sepzoo.evaluation.stats.compare_systems`), and an audio excerpt through every system;
 * ``OUT/table.txt``: the table printed at the end;
 * a W&B summary run in the comparison's group (offline without an API key);
-* ``OUT/report.html`` (:mod:`sepzoo.report`).
+* ``OUT/report.html`` (:mod:`sepzoo.experiments.report`).
 """
 
 from __future__ import annotations
@@ -329,7 +329,7 @@ class _Checker:
         return models
 
     def model(self, where: str, entry: Any, root: str) -> ModelEntry:
-        from sepzoo.config import load_recipe
+        from sepzoo.training.recipe import load_recipe
 
         if not isinstance(entry, dict) or ("recipe" in entry) == ("members" in entry):
             raise self.fail(
@@ -413,7 +413,7 @@ def run_comparison(
     _prepare_data(recipe)
     _check_out(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    from sepzoo.rundir import write_text_atomic
+    from sepzoo.io.atomic import write_text_atomic
 
     write_text_atomic(out_dir / "recipe.yaml", recipe.text)
     command = " ".join(["sepzoo", "compare", str(recipe_path), *(overrides or [])])
@@ -423,17 +423,17 @@ def run_comparison(
     summaries = [_evaluate(recipe, system, out_dir, force) for system in systems]
     comparison = _json_safe(_assemble(recipe, systems, summaries, command))
     comparison["excerpt"] = _write_excerpts(recipe, systems, out_dir)
-    from sepzoo.rundir import write_json_atomic
+    from sepzoo.io.atomic import write_json_atomic
 
     table = format_comparison(comparison)
     write_text_atomic(out_dir / "table.txt", table + "\n")
-    from sepzoo.wandb_summary import log_comparison
+    from sepzoo.experiments.wandb_summary import log_comparison
 
     comparison["wandb"]["summary_dir"] = log_comparison(comparison, out_dir)
     write_json_atomic(out_dir / COMPARISON_FILE, comparison)
     report_path = None
     if report:
-        from sepzoo.report import write_report
+        from sepzoo.experiments.report import write_report
 
         report_path = write_report([out_dir], out_dir / "report.html", force=True)
     print()
@@ -482,8 +482,8 @@ def _check_out(out_dir: Path) -> None:
 
 def _train_model(recipe: ComparisonRecipe, entry: ModelEntry, out_dir: Path, force: bool) -> _System:
     """Train every seed (and member) of one model that has no finished run; describe the system."""
-    from sepzoo.config import load_recipe
     from sepzoo.models import create_model, get_model_class
+    from sepzoo.training.recipe import load_recipe
 
     system = _System(
         label=entry.label,
@@ -525,8 +525,8 @@ def _train_run(
     entry: ModelEntry, path: Path, overrides: list[str], plan: Any, force: bool, seed: int
 ) -> dict[str, Any]:
     """Train one recipe at one seed unless its run finished already; what the run reached."""
-    from sepzoo.rundir import DONE_MARKER
-    from sepzoo.train import run_directory
+    from sepzoo.training.rundir import DONE_MARKER
+    from sepzoo.training.train import run_directory
 
     run_dir = run_directory(plan)
     name = f"{entry.label} seed {seed}" + (f" ({path.stem})" if entry.is_bag else "")
@@ -555,9 +555,9 @@ def _make_bag(
 ) -> Path:
     """Join the members' trained weights into one model file (each source from its own member)."""
     from sepzoo import DEFAULT_SOURCES
-    from sepzoo.checkpoint import load_separator, save_model_file
-    from sepzoo.inference import BagOfModels
-    from sepzoo.rundir import DONE_MARKER
+    from sepzoo.models.bag import BagOfModels
+    from sepzoo.models.files import load_separator, save_model_file
+    from sepzoo.training.rundir import DONE_MARKER
 
     path = out_dir / "bags" / f"{entry.label}-seed{seed}.sepzoo"
     newest = max(Path(m["run_dir"]).joinpath(DONE_MARKER).stat().st_mtime for m in members)
@@ -598,7 +598,8 @@ def _train_overrides(
 
 def _run_training(name: str, path: Path, overrides: list[str], run_dir: Path, force: bool) -> None:
     """Train in a child process, so that every run starts from a clean interpreter."""
-    from sepzoo.rundir import latest_checkpoint, write_json_atomic
+    from sepzoo.io.atomic import write_json_atomic
+    from sepzoo.training.rundir import latest_checkpoint
 
     command = [sys.executable, "-m", "sepzoo.cli.main", "train", str(path), *overrides]
     if force:
@@ -624,7 +625,7 @@ def _oracle(name: str) -> _System:
 
 def _evaluate(recipe: ComparisonRecipe, system: _System, out_dir: Path, force: bool) -> list[dict[str, Any]]:
     """Score every run of a system (one per seed; one for an oracle); returns their summaries."""
-    from sepzoo.evaluate import evaluate
+    from sepzoo.evaluation.evaluate import evaluate
 
     summaries = []
     for run in system.runs:
@@ -661,7 +662,7 @@ def _assemble(
     """The content of ``comparison.json`` (without the excerpt)."""
     import sepzoo
     from sepzoo import DEFAULT_SOURCES
-    from sepzoo.stats import STATISTIC_OF_METRIC, compare_systems
+    from sepzoo.evaluation.stats import STATISTIC_OF_METRIC, compare_systems
 
     tracks = list(summaries[0][0]["per_track"])
     sources = [s for s in DEFAULT_SOURCES if any(s in runs[0]["sources"] for runs in summaries)]
@@ -703,8 +704,8 @@ def _scores(
     """Per-track scores (mean over seeds) and per-seed summaries of one system."""
     import statistics
 
-    from sepzoo.scores import nan_aggregate
-    from sepzoo.stats import STATISTIC_OF_METRIC
+    from sepzoo.evaluation.scores import nan_aggregate
+    from sepzoo.evaluation.stats import STATISTIC_OF_METRIC
 
     fields = {"cSDR": "SDR", "nSDR": "nSDR"}
     per_track: dict[str, dict[str, list[float]]] = {}
@@ -731,10 +732,10 @@ def _write_excerpts(recipe: ComparisonRecipe, systems: list[_System], out_dir: P
     """The same few seconds of one test track: mixture, reference stems, and every system's stems."""
     import torch
 
-    from sepzoo.checkpoint import load_separator
     from sepzoo.data.tracks import read_stems
-    from sepzoo.evaluate import find_tracks, mixture_sources
-    from sepzoo.inference import apply_model
+    from sepzoo.engine.apply import apply_model
+    from sepzoo.evaluation.evaluate import find_tracks, mixture_sources
+    from sepzoo.models.files import load_separator
 
     first = load_separator(systems[0].runs[0].get("spec") or systems[0].model)
     data_sources = mixture_sources(list(first.sources))
@@ -787,7 +788,7 @@ def _excerpt_track(recipe: ComparisonRecipe, tracks: list[Any]) -> Any:
 
 def _write_wav(path: Path, audio: Any, rate: int, out_dir: Path) -> str:
     """A 16-bit excerpt (samples beyond full scale clamped); its path relative to ``out_dir``."""
-    from sepzoo.audio import write_audio
+    from sepzoo.io.audio import write_audio
 
     write_audio(path, audio, rate, subtype="PCM_16", clip_mode="clamp")
     return _relative(path, out_dir)

@@ -9,7 +9,7 @@ download.
 Inputs are comparison folders (``sepzoo compare``: ``comparison.json``) or evaluation folders
 (``sepzoo eval -o``: ``summary.json``). One comparison folder is shown as it is. Anything else
 is merged into one comparison over the tracks and sources common to all inputs, and its
-intervals and paired tests are computed afresh with :func:`sepzoo.stats.compare_systems`.
+intervals and paired tests are computed afresh with :func:`sepzoo.evaluation.stats.compare_systems`.
 """
 
 from __future__ import annotations
@@ -127,7 +127,7 @@ def write_report(dirs: Sequence[str | Path], out: str | Path, force: bool = Fals
 
 
 def _prepare_output(path: Path, force: bool) -> Path:
-    """The rule of :func:`sepzoo.audio.prepare_output`, checked before any work and without
+    """The rule of :func:`sepzoo.io.audio.prepare_output`, checked before any work and without
     importing torch for it; the folder is made only when the page is written."""
     if path.exists() and not force:
         raise OutputExistsError(f"{path}: already exists; pass --force to overwrite it")
@@ -390,7 +390,7 @@ def _unique(label: str, taken: set[str]) -> str:
 
 def _merge(inputs: list[_Input]) -> tuple[dict[str, Any], Excerpt | None]:
     from sepzoo import __version__
-    from sepzoo.stats import compare_systems
+    from sepzoo.evaluation.stats import compare_systems
 
     tracks = _common(item.comparison["dataset"]["tracks"] for item in inputs)
     sources = _common(item.comparison["sources"] for item in inputs)

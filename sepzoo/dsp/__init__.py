@@ -1,0 +1,1 @@
+"""Signal processing shared by models, losses, oracles and metrics: STFTs, Wiener filtering."""

@@ -1,0 +1,246 @@
+"""The inference engine: apply a separator (or a bag of them) to tracks of any length.
+
+Training validation, ``sepzoo eval`` and ``sepzoo separate`` all call :func:`apply_model`, so a
+model is always evaluated the way it is used. The engine
+
+* splits long tracks into overlapping chunks of the model's preferred segment, pads every
+  chunk with *real* neighbouring audio up to ``model.valid_length`` (zeros only beyond the
+  track's edges), runs the chunks through the model in batches and cross-fades the outputs
+  with triangular weights (overlap-add);
+* optionally averages over random time shifts of the input (the "shift trick"), with a
+  seeded generator so that results are reproducible;
+* optionally normalises the input by whole-track statistics and undoes it on the outputs;
+* combines the members of a :class:`BagOfModels` per source with their weights.
+
+The building blocks live in :mod:`sepzoo.engine.chunks`, shared with the streaming engine.
+"""
+
+
+from __future__ import annotations
+
+import torch
+import tqdm
+from torch import Tensor
+from torch.nn import functional as F
+
+from sepzoo.engine.chunks import (
+    MAX_SHIFT_SECONDS,
+    EngineSettings,
+    OverlapAdd,
+    call_model,
+    center_crop,
+    check_engine_options,
+    check_segment,
+    extract_chunk,
+    in_groups,
+    model_device,
+    model_input_length,
+    model_name,
+    plan_chunks,
+    segment_samples,
+    triangular_weight,
+)
+from sepzoo.models.bag import BagOfModels, combine_members
+from sepzoo.models.base import Separator
+
+
+def apply_model(
+    model: Separator | BagOfModels,
+    mix: Tensor,
+    references: Tensor | None = None,
+    *,
+    segment: float | None = None,
+    overlap: float = 0.25,
+    shifts: int = 0,
+    transition_power: float = 1.0,
+    normalize: bool = False,
+    batch_size: int = 4,
+    device: str | torch.device | None = None,
+    seed: int = 0,
+    progress: bool = False,
+) -> Tensor:
+    """Separate ``mix`` with ``model``, chunking, shifting and normalising as asked.
+
+    Runs under ``torch.no_grad()`` and leaves the model's train/eval mode alone (set it
+    before calling). The model must already be on ``device``.
+
+    Args:
+        model: A separator or a bag of separators.
+        mix: One track ``[C, T]`` or a batch ``[B, C, T]``.
+        references: The true stems ``[S, C, T]`` / ``[B, S, C, T]``, required by models with
+            ``needs_references``. (Default: ``None``)
+        segment: Chunk length in seconds, overriding each model's own ``segment``. With no
+            segment from either, or for models with ``whole_track``, the whole track is
+            processed in one call. (Default: ``None``)
+        overlap: Fraction of each chunk shared with the next. (Default: ``0.25``)
+        shifts: Number of random time shifts (of up to 0.5 s) to average over; 0 disables
+            the shift trick. (Default: ``0``)
+        transition_power: Exponent of the triangular cross-fade; larger is sharper, must be
+            ``>= 1``. (Default: ``1.0``)
+        normalize: Normalise the input by the whole track's mean and standard deviation
+            (of the channel average) and undo it on the outputs. (Default: ``False``)
+        batch_size: Chunks run through the model at once. (Default: ``4``)
+        device: Where the model runs; chunks are moved there and results back.
+            (Default: ``None``, the device of the model's parameters, else the CPU)
+        seed: Seed of the generator drawing the shifts. (Default: ``0``)
+        progress: Show a progress bar over chunks on stderr. (Default: ``False``)
+
+    Returns:
+        Stems ``[S, C, T]`` (or ``[B, S, C, T]`` for a batch), float32 on ``mix``'s device.
+    """
+    check_engine_options(overlap, shifts, transition_power, batch_size, segment)
+    batched = mix.dim() == 3
+    mix, references = _as_batch(model, mix, references)
+    settings = EngineSettings(
+        segment=segment,
+        overlap=overlap,
+        transition_power=transition_power,
+        batch_size=batch_size,
+        device=None if device is None else torch.device(device),
+        progress=progress,
+    )
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        if normalize:
+            mean, std = _track_statistics(mix)
+            mix = (mix - mean) / std
+            references = None if references is None else (references - mean.unsqueeze(1)) / std.unsqueeze(1)
+        if isinstance(model, BagOfModels):
+            stems = combine_members(
+                model,
+                mix,
+                references,
+                lambda member, member_references: _apply_shifted(
+                    member, mix, member_references, shifts, generator, settings
+                ),
+            )
+        else:
+            stems = _apply_shifted(model, mix, references, shifts, generator, settings)
+        if normalize:
+            stems = stems * std.unsqueeze(1) + mean.unsqueeze(1)
+    return stems if batched else stems[0]
+
+
+def resolve_device(name: str | torch.device) -> torch.device:
+    """The device a user named (``-d cpu``, ``-d cuda``, ``-d cuda:1``), checked to exist here.
+
+    Args:
+        name: A device name.
+
+    Raises:
+        SepzooError: The name is not a device, or no such device is available.
+    """
+    from sepzoo.errors import SepzooError
+
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise SepzooError(f"-d {name}: not a device; expected cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise SepzooError(f"-d {name}: no CUDA device is available here; use -d cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise SepzooError(f"-d {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    elif device.type != "cpu":
+        raise SepzooError(f"-d {name}: expected cpu, cuda or cuda:N")
+    return device
+
+
+def _as_batch(
+    model: Separator | BagOfModels, mix: Tensor, references: Tensor | None
+) -> tuple[Tensor, Tensor | None]:
+    """Check shapes and return float32 ``[B, C, T]`` / ``[B, S, C, T]`` tensors."""
+    if mix.dim() not in (2, 3) or mix.shape[-2] != model.audio_channels or mix.shape[-1] == 0:
+        raise ValueError(
+            f"expected mix of shape [{model.audio_channels}, time] or [batch, {model.audio_channels}, time] "
+            f"for {model_name(model)}, got {list(mix.shape)}"
+        )
+    if not model.needs_references:
+        return (mix if mix.dim() == 3 else mix.unsqueeze(0)).float(), None
+    if references is None:
+        raise ValueError(f"{model_name(model)} needs the reference stems; pass references")
+    expected = [*mix.shape[:-2], len(model.sources), *mix.shape[-2:]]
+    if list(references.shape) != expected:
+        raise ValueError(f"expected references of shape {expected}, got {list(references.shape)}")
+    if mix.dim() == 2:
+        mix, references = mix.unsqueeze(0), references.unsqueeze(0)
+    return mix.float(), references.float().to(mix.device)
+
+
+def _track_statistics(mix: Tensor) -> tuple[Tensor, Tensor]:
+    """Mean and standard deviation of each track's channel average, shaped ``[B, 1, 1]``."""
+    mono = mix.mean(dim=1)  # B, T
+    mean = mono.mean(dim=-1)
+    # The population std stays defined for one-sample tracks; a silent track keeps scale 1e-8.
+    std = mono.std(dim=-1, correction=0).clamp_min(1e-8)
+    return mean.view(-1, 1, 1), std.view(-1, 1, 1)
+
+
+def _apply_shifted(
+    model: Separator,
+    mix: Tensor,
+    references: Tensor | None,
+    shifts: int,
+    generator: torch.Generator,
+    settings: EngineSettings,
+) -> Tensor:
+    """Average the outputs over ``shifts`` random delays of the input (or run once)."""
+    if shifts == 0:
+        return _apply_chunked(model, mix, references, settings)
+    length = mix.shape[-1]
+    max_shift = max(1, int(MAX_SHIFT_SECONDS * model.sample_rate))
+    total = None
+    for _ in range(shifts):
+        offset = int(torch.randint(0, max_shift, (1,), generator=generator))
+        delay = max_shift - offset
+        shifted_mix = F.pad(mix, (delay, offset))
+        shifted_references = None if references is None else F.pad(references, (delay, offset))
+        out = _apply_chunked(model, shifted_mix, shifted_references, settings)
+        out = out[..., delay : delay + length]
+        total = out if total is None else total + out
+    assert total is not None
+    return total / shifts
+
+
+def _apply_chunked(
+    model: Separator, mix: Tensor, references: Tensor | None, settings: EngineSettings
+) -> Tensor:
+    """Overlap-add the model's outputs over chunks of the whole input, ``[B, S, C, T]``.
+
+    Each chunk is ``segment`` long (the last ones shorter, cut at the end of the track), widened
+    with real neighbouring audio to ``model.valid_length`` of its own length, and weighted by
+    the start of the triangular window; chunks of equal length run in batches.
+    """
+    length = mix.shape[-1]
+    segment_length = segment_samples(model, settings)
+    if segment_length is None:
+        segment_length, offsets = length, [0]
+        window = torch.ones(length)  # a single call: nothing to cross-fade
+    else:
+        check_segment(model, segment_length)
+        offsets = plan_chunks(length, segment_length, settings.overlap)
+        window = triangular_weight(segment_length, settings.transition_power)
+    device = model_device(model, settings.device)
+    batch, channels = mix.shape[:2]
+    accumulator = OverlapAdd([batch, len(model.sources), channels], length, window, device=mix.device)
+    # Chunks that reach the model at the same length run in one batch, short last ones included.
+    by_padded_length: dict[int, list[tuple[int, int]]] = {}
+    for offset in offsets:
+        chunk_length = min(segment_length, length - offset)
+        padded_length = model_input_length(model, segment_length, chunk_length)
+        by_padded_length.setdefault(padded_length, []).append((offset, chunk_length))
+    bar = tqdm.tqdm(total=len(offsets), unit="chunk", disable=not settings.progress, leave=False)
+    with bar:
+        for padded_length, chunks in by_padded_length.items():
+            for group in in_groups(chunks, settings.batch_size):
+                chunk_mix = torch.cat([extract_chunk(mix, o, n, padded_length) for o, n in group])
+                chunk_references = None
+                if references is not None:
+                    pieces = [extract_chunk(references, o, n, padded_length) for o, n in group]
+                    chunk_references = torch.cat(pieces)
+                out = call_model(model, chunk_mix, chunk_references, device)  # len(group) * B, S, C, T'
+                for index, (offset, chunk_length) in enumerate(group):
+                    piece = out[index * batch : (index + 1) * batch]
+                    accumulator.add(center_crop(piece, chunk_length), offset)
+                bar.update(len(group))
+    return accumulator.result()

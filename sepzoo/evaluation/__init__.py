@@ -1,0 +1,1 @@
+"""Scoring separations: BSSEval v4, SDR metrics, per-track scores, statistics and ``sepzoo eval``."""

@@ -1,0 +1,1 @@
+"""Experiments over trained models: comparisons, reports, zoo cards and W&B summaries."""

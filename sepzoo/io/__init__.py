@@ -1,0 +1,1 @@
+"""Files in and out: audio, atomic writes, W&B destinations."""

@@ -1,0 +1,1 @@
+"""Training: recipes, the Lightning task, run directories, losses, loggers and ``sepzoo train``."""
