@@ -619,7 +619,6 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     try:
         write_json_atomic(path, data)
     except OSError as exc:
-        path.with_name(f".{path.name}.part").unlink(missing_ok=True)
         raise SepzooError(f"{path}: could not be written ({exc.strerror})") from None
 
 

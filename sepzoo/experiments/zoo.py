@@ -35,6 +35,7 @@ from sepzoo.experiments.cards import (
     short_label,
     validate_card,
 )
+from sepzoo.io.atomic import write_all_atomic
 
 EXIT_PROBLEMS = 2
 RENDER_COMMAND = "sepzoo zoo --render zoo_cards/md --force"
@@ -279,19 +280,10 @@ def _check_targets(paths: list[Path], force: bool) -> None:
 
 def _write_all_atomic(targets: dict[Path, str]) -> None:
     """Write every file beside its target first, then rename each over it; on failure, none is renamed."""
-    partials = {path: path.with_name(f".{path.name}.part") for path in targets}
     try:
-        for path, text in targets.items():
-            with partials[path].open("w", encoding="utf-8", newline="\n") as handle:
-                handle.write(text)
-                handle.flush()
-                os.fsync(handle.fileno())
+        write_all_atomic(targets)
     except OSError as exc:
-        for partial in partials.values():
-            partial.unlink(missing_ok=True)
         raise SepzooError(f"cannot write {exc.filename or 'a file'}: {exc.strerror or exc}") from None
-    for path, partial in partials.items():
-        os.replace(partial, path)
 
 
 # ----------------------------------------------------------------------------- recording

@@ -31,6 +31,7 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from sepzoo.errors import DataError, SepzooError
+from sepzoo.io.atomic import atomic_path, commit_part, new_part
 
 SOUNDFILE_SUFFIXES = {".wav", ".flac", ".ogg", ".aiff", ".aif"}
 ClipMode = Literal["rescale", "clamp", "none"]
@@ -457,7 +458,8 @@ WAV_SUBTYPES = {"PCM_16", "PCM_24", "FLOAT"}
 class StemWriter:
     """Write one output file block by block, so that it only ever appears complete.
 
-    Blocks go to a hidden temporary file (``.<name>.<random>.part``) in the output's folder;
+    Blocks go to a hidden part (``.<name>.<host>-<pid>.<random>.part``, see
+    :mod:`sepzoo.io.atomic`) in the output's folder;
     :meth:`finish` completes it and :meth:`commit` renames it to ``path``, so an error on the way
     (a full disk, an interrupted run) never leaves a file at ``path`` that looks complete, and
     :meth:`abort` removes what was written.
@@ -566,7 +568,7 @@ class StemWriter:
         self.finish()
         if self._ready is None:
             raise RuntimeError(f"{self.path}: nothing to commit")
-        os.replace(self._ready, self.path)
+        self._guard(lambda: commit_part(self._ready, self.path))
         self._temporaries.remove(self._ready)
         self._ready = None
         return self.path
@@ -587,14 +589,11 @@ class StemWriter:
 
     def _temporary(self) -> Path:
         try:
-            handle, name = tempfile.mkstemp(
-                prefix=f".{self.path.name}.", suffix=".part", dir=self.path.parent
-            )
+            part = new_part(self.path)
         except OSError as exc:
             raise SepzooError(f"{self.path}: cannot write ({exc.strerror})") from None
-        os.close(handle)
-        self._temporaries.append(Path(name))
-        return Path(name)
+        self._temporaries.append(part)
+        return part
 
     def _open(self, path: Path, subtype: str, fmt: str) -> sf.SoundFile:
         return self._guard(
@@ -665,14 +664,8 @@ def write_audio(
     if fmt == "FLAC" and subtype == "FLOAT":
         subtype = "PCM_24"
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(fd)
-    try:
-        sf.write(tmp, wav.numpy().T, sample_rate, subtype=subtype, format=fmt)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as part:
+        sf.write(str(part), wav.numpy().T, sample_rate, subtype=subtype, format=fmt)
     return path
 
 

@@ -41,10 +41,8 @@ weights are the ``model.``-prefixed entries of ``"state_dict"``.
 
 from __future__ import annotations
 
-import os
 import pickle
 import re
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -54,6 +52,7 @@ from torch import Tensor
 
 from sepzoo import __version__
 from sepzoo.errors import CheckpointError, SepzooError, closest
+from sepzoo.io.atomic import atomic_open
 from sepzoo.io.audio import prepare_output
 from sepzoo.models import MODELS, get_model_class
 from sepzoo.models.bag import BagOfModels
@@ -345,16 +344,8 @@ def save_model_file(
     """
     path = prepare_output(path, force)
     content = _file_content(model, metadata or {})
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            torch.save(content, stream)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with atomic_open(path, "wb") as stream:
+        torch.save(content, stream)
     return path
 
 
