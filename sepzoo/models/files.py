@@ -35,7 +35,8 @@ A bag of models is saved as::
 
 Training checkpoints are Lightning ``.ckpt`` files whose ``"sepzoo"`` entry is a plain dict
 with ``"format": "sepzoo.train"``, the model's ``{"name", "kwargs"}`` and, when enabled, the
-exponential moving average of the weights (``"ema": {"decay", "state"}``); the network's
+unbiased exponential moving average of the weights (``"ema": {"decay", "count", "state"}``;
+``count`` is absent in files written before the average was unbiased); the network's
 weights are the ``model.``-prefixed entries of ``"state_dict"``.
 """
 
