@@ -376,6 +376,67 @@ def test_page_names_significant_differences_escapes_text_and_shows_no_nan():
     assert "n/a" in page  # the p-value of the pair with no scores
 
 
+HOSTILE = """<script>alert(1)</script>"quoted" & 'single' <img src=x onerror=alert(2)>"""
+
+
+def _hostile(toy: Path) -> tuple[dict, object]:
+    """A comparison whose name, command, recipe, notes, a label, a config and a track are hostile."""
+    from sepzoo.experiments.report import Clip, Excerpt
+
+    comparison = _synthetic(tracks=4)
+    comparison.update(name=HOSTILE, command=HOSTILE, recipe_text=HOSTILE, recipe=HOSTILE)
+    comparison["metrics"] = {"cSDR": HOSTILE, "nSDR": HOSTILE}
+    comparison["systems"][1].update(label=HOSTILE, model=HOSTILE, config={"model": {"name": HOSTILE}})
+    for test in comparison["paired"] + comparison["domain_panel"]:
+        test.update({key: HOSTILE for key in ("a", "b") if test[key] == "spec"})
+    track = toy / "test" / sorted(p.name for p in (toy / "test").iterdir())[0]
+    excerpt = Excerpt(
+        track=HOSTILE,
+        start=0.0,
+        seconds=1.0,
+        mixture=Clip(track / "mixture.wav", 0.0, 1.0),
+        systems={HOSTILE: {"drums": Clip(track / "drums.wav", 0.0, 1.0)}},
+    )
+    return comparison, excerpt
+
+
+@pytest.mark.filterwarnings("ignore:constrained_layout not applied")  # the long label squeezes the bars
+def test_hostile_text_is_escaped_and_no_script_from_data_runs(toy, browser, tmp_path):
+    from sepzoo.experiments.report import render_report
+
+    comparison, excerpt = _hostile(toy)
+    page = render_report(comparison, excerpt)
+    assert page.count("<script") == 1  # the page's own error collector, nothing from the data
+    assert "alert(1)</script>" not in page and "<img src=x" not in page
+    assert '"quoted"' not in page and "'single'" not in page  # no quote can end an attribute
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "&lt;img src=x onerror=alert(2)&gt;" in page
+    out = tmp_path / "report.html"
+    out.write_text(page, encoding="utf-8")
+    found = open_report(browser, out)
+    assert found["severe"] == [] and found["errors"] == []
+    assert found["systems"] == ["<b>wave</b>", HOSTILE]  # attributes hold the text exactly
+    assert all(width > 0 for width in found["widths"]) and len(found["durations"]) == 2
+    shown = browser.execute_script(
+        """return {
+          scripts: document.scripts.length,
+          images: Array.from(document.images).map((img) => img.getAttribute("src").slice(0, 22)),
+          title: document.title,
+          heading: document.querySelector("h1").textContent,
+          caption: document.querySelector("#audio-table caption").textContent,
+          summaries: Array.from(document.querySelectorAll("details summary")).map((s) => s.textContent),
+          recipe: document.querySelector("details pre").textContent,
+        };"""
+    )
+    assert shown["scripts"] == 1
+    assert set(shown["images"]) == {"data:image/png;base64,"}
+    assert shown["title"] == f"sepzoo report: {HOSTILE}" and shown["heading"] == HOSTILE
+    assert shown["caption"].startswith(f"{HOSTILE}, 0.0–1.0 s")
+    assert shown["summaries"][0] == f"comparison recipe ({HOSTILE})" and shown["recipe"] == HOSTILE
+    assert f"{HOSTILE} ({HOSTILE})" in shown["summaries"]
+    assert found["text"].count(HOSTILE) >= 10
+
+
 def test_comparison_figures_follow_the_domains_present():
     from sepzoo.experiments.report import comparison_figures
 
