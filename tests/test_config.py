@@ -9,6 +9,7 @@ import pytest
 
 from sepzoo.errors import ConfigError
 from sepzoo.training.recipe import load_recipe, recipe_from_dict
+from sepzoo.training.rundir import run_hash
 from sepzoo.training.train import build_components, run_directory
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -157,7 +158,7 @@ def test_config_hash_ignores_where_it_runs_but_not_what_it_computes(recipe_file)
     changed = load_recipe(path, ["optimizer.lr=0.01"])
     assert plain.config_hash() == moved.config_hash()
     assert plain.config_hash() != changed.config_hash()
-    assert run_directory(plain).name == f"exp-{plain.config_hash()}"
+    assert run_directory(plain).name == f"exp-{run_hash(plain.resolved, None)}"
 
 
 def test_resolved_config_round_trips(recipe_file):

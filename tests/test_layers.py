@@ -17,7 +17,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "sepzoo"
 # Bottom to top. A package may import its own modules, the core and any package of a lower
 # layer; packages of one layer stay independent of each other.
 LAYERS: list[set[str]] = [
-    {"core"},  # sepzoo/__init__.py, errors.py, registry.py
+    {"core"},  # sepzoo/__init__.py, errors.py, registry.py, schema.py
     {"io", "dsp"},
     {"models"},
     {"engine", "data"},
@@ -38,7 +38,7 @@ def _module_name(path: Path) -> str:
 
 def _package_of(module: str) -> str:
     parts = module.split(".")
-    if len(parts) == 1 or parts[1] in ("errors", "registry"):
+    if len(parts) == 1 or parts[1] in ("errors", "registry", "schema"):
         return "core"
     return parts[1]
 

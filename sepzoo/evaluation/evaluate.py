@@ -15,6 +15,7 @@ nSDR, SI-SDR and SD-SDR per track (see :mod:`sepzoo.evaluation.scores`). Results
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -29,6 +30,7 @@ from torch import Tensor
 
 from sepzoo import DEFAULT_SOURCES
 from sepzoo.errors import DataError, OutputExistsError, SepzooError
+from sepzoo.io.lock import folder_lock
 
 TOY_MARKER = "README.txt"
 IDENTITY_FILE = "eval.json"
@@ -250,41 +252,48 @@ def evaluate(
     for track in tracks:
         scorer.check(track)  # estimates that do not fit are refused before any track is scored
     results_dir = out / subset
-    _prepare_out(out, results_dir, identity, force)
-    estimates_dir = out / ESTIMATES_FOLDER / subset if save_estimates and scorer.runs_model else None
-    records: dict[str, dict[str, Any]] = {}
-    resumed = 0
-    bar = tqdm(tracks, desc="eval", unit="track", disable=not progress)
-    for track in bar:
-        path = results_dir / f"{_safe_name(track.name)}.json"
-        if path.is_file():
-            try:
-                records[track.name] = record_from_json(json.loads(path.read_text()))
-                resumed += 1
-                continue
-            except (ValueError, KeyError, TypeError):
-                pass  # unreadable: score the track again
-        record = scorer.score(track, estimates_dir)
-        records[track.name] = record
-        _write_track(path, track.name, record, identity)
-        mean_sdr = _mean([_median(record["frames"][s]["SDR"]) for s in scorer.sources])
-        bar.set_postfix_str(f"{track.name[:24]}: cSDR {mean_sdr:.2f} dB")
-    bar.close()
-    summary = {
-        **identity,
-        "tracks": len(records),
-        "resumed_tracks": resumed,
-        "toy": is_toy_dataset(root),
-        "sources": scorer.sources,
-        "metrics": METRIC_LABELS,
-        **aggregate(list(records.values()), scorer.sources),
-        "per_track": {name: _track_row(record, scorer.sources) for name, record in records.items()},
-    }
-    _write_json(out / "summary.json", summary)
-    _write_text(out / "table.txt", format_track_table(summary) + "\n\n" + format_table(summary) + "\n")
-    if wandb:
-        summary["wandb_dir"] = str(log_to_wandb(summary, out, wandb_project))
-    return summary
+    # One evaluation at a time writes into a folder; the lock dies with its process.
+    with contextlib.ExitStack() as held:
+        locked = out.is_dir()
+        if locked:
+            held.enter_context(folder_lock(out, "evaluating into this folder"))
+        _prepare_out(out, results_dir, identity, force)
+        if not locked:
+            held.enter_context(folder_lock(out, "evaluating into this folder"))
+        estimates_dir = out / ESTIMATES_FOLDER / subset if save_estimates and scorer.runs_model else None
+        records: dict[str, dict[str, Any]] = {}
+        resumed = 0
+        bar = tqdm(tracks, desc="eval", unit="track", disable=not progress)
+        for track in bar:
+            path = results_dir / f"{_safe_name(track.name)}.json"
+            if path.is_file():
+                try:
+                    records[track.name] = record_from_json(json.loads(path.read_text()))
+                    resumed += 1
+                    continue
+                except (ValueError, KeyError, TypeError):
+                    pass  # unreadable: score the track again
+            record = scorer.score(track, estimates_dir)
+            records[track.name] = record
+            _write_track(path, track.name, record, identity)
+            mean_sdr = _mean([_median(record["frames"][s]["SDR"]) for s in scorer.sources])
+            bar.set_postfix_str(f"{track.name[:24]}: cSDR {mean_sdr:.2f} dB")
+        bar.close()
+        summary = {
+            **identity,
+            "tracks": len(records),
+            "resumed_tracks": resumed,
+            "toy": is_toy_dataset(root),
+            "sources": scorer.sources,
+            "metrics": METRIC_LABELS,
+            **aggregate(list(records.values()), scorer.sources),
+            "per_track": {name: _track_row(record, scorer.sources) for name, record in records.items()},
+        }
+        _write_json(out / "summary.json", summary)
+        _write_text(out / "table.txt", format_track_table(summary) + "\n\n" + format_table(summary) + "\n")
+        if wandb:
+            summary["wandb_dir"] = str(log_to_wandb(summary, out, wandb_project))
+        return summary
 
 
 METRIC_LABELS = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import logging
@@ -12,24 +13,44 @@ from typing import Any
 
 from sepzoo.errors import ConfigError
 from sepzoo.io.atomic import write_json_atomic, write_text_atomic
-from sepzoo.training.recipe import Recipe, build_optimizer, build_scheduler, load_recipe
+from sepzoo.io.lock import folder_lock
+from sepzoo.training.optimizers import build_optimizer, build_scheduler
+from sepzoo.training.recipe import Recipe, load_recipe
 from sepzoo.training.rundir import (
     CONFIG_FILE,
     DONE_MARKER,
     RunPlan,
+    data_fingerprint,
+    find_earlier_run,
     is_launcher_child,
     plan_run,
+    run_hash,
     run_metadata,
 )
 
 
 def run_directory(recipe: Recipe) -> Path:
-    """Where a recipe's run lives: ``<run.root>/<run.name or recipe name>-<config hash>``.
+    """Where a recipe's run lives: ``<run.root>/<run.name or recipe name>-<run hash>``.
+
+    The run hash covers what changes the results, the training data's fingerprint included,
+    and not where the data live or how they are loaded (:func:`~sepzoo.training.rundir.run_hash`).
+    A run directory that an earlier version named by its own hash is found through its recorded
+    config.
 
     Args:
         recipe: The validated recipe.
     """
-    return Path(recipe.run.root) / f"{recipe.run.name or recipe.name}-{recipe.config_hash()}"
+    root, name = Path(recipe.run.root), recipe.run.name or recipe.name
+    fingerprint = _fingerprint(recipe)
+    planned = root / f"{name}-{run_hash(recipe.resolved, fingerprint)}"
+    if planned.exists() or not root.is_dir():
+        return planned
+    return find_earlier_run(root, name, recipe.resolved, fingerprint) or planned
+
+
+def _fingerprint(recipe: Recipe) -> str | None:
+    data = recipe.resolved.get("data")
+    return data_fingerprint(data.get("root")) if isinstance(data, dict) else None
 
 
 def resolve_precision(precision: Any, accelerator: Any) -> Any:
@@ -252,7 +273,6 @@ def train(
     """
     import lightning as L
 
-    from sepzoo.training.loggers import build_logger, log_examples
 
     recipe = load_recipe(recipe_path, overrides or [])
     run_dir = run_directory(recipe)
@@ -262,6 +282,35 @@ def train(
     datamodule, task = build_components(recipe)
     # The data set is listed and checked before anything is written, so bad data leaves no run behind.
     validates = bool(getattr(datamodule, "has_validation", True))
+    # One process at a time trains in a run directory: a second --resume or --force is refused
+    # before it reads or deletes anything, and the lock dies with its process.
+    with contextlib.ExitStack() as held:
+        locked = run_dir.exists()
+        if locked:
+            held.enter_context(_run_lock(run_dir))
+        return _train_locked(recipe, run_dir, datamodule, task, validates, resume, force, held, locked)
+
+
+def _run_lock(run_dir: Path) -> contextlib.AbstractContextManager[None]:
+    if is_launcher_child():
+        return contextlib.nullcontext()  # the first process holds the lock for the whole launch
+    return folder_lock(run_dir, "training in this run")
+
+
+def _train_locked(
+    recipe: Recipe,
+    run_dir: Path,
+    datamodule: Any,
+    task: Any,
+    validates: bool,
+    resume: bool,
+    force: bool,
+    held: contextlib.ExitStack,
+    locked: bool,
+) -> Path:
+    """The part of :func:`train` that runs with the run directory locked."""
+    from sepzoo.training.loggers import build_logger, log_examples
+
     plan: RunPlan = plan_run(run_dir, resume=resume, force=force)
     if plan.resume_from is not None:
         _check_resumable(plan.resume_from, recipe)
@@ -270,7 +319,11 @@ def train(
     _quiet_lightning()
     trainer = build_trainer(recipe, run_dir, logger=False, validates=validates)
     run_dir.mkdir(parents=True, exist_ok=True)
-    meta = run_metadata(recipe.config_hash())
+    if not locked:
+        held.enter_context(_run_lock(run_dir))  # a fresh run: locked as soon as its folder exists
+    fingerprint = _fingerprint(recipe)
+    run_id = run_hash(recipe.resolved, fingerprint)
+    meta = run_metadata(run_id, fingerprint)
     if not is_launcher_child():
         config_text = recipe.to_yaml(meta=meta)
         write_text_atomic(run_dir / CONFIG_FILE, config_text)
@@ -307,7 +360,7 @@ def train(
             "best_valid_nSDR": float(best.best_model_score)
             if best and best.best_model_score is not None
             else None,
-            "config_hash": recipe.config_hash(),
+            "config_hash": run_id,
         }
         write_json_atomic(run_dir / DONE_MARKER, summary)
     _finish_logger(logger)
