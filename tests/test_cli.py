@@ -221,6 +221,26 @@ def test_models_lists_name_domain_and_parameters(capsys):
     assert "waveform" in row and f"{create_model('conv_tasnet').num_parameters():,}" in row
 
 
+def test_models_counts_parameters_without_allocating_weights(capsys):
+    from sepzoo.models import MODELS, register_model
+    from sepzoo.models.base import Separator
+
+    class Enormous(Separator):
+        """Two hundred billion parameters: 800 GB of float32 weights if they were allocated."""
+
+        def __init__(self) -> None:
+            super().__init__(sources=["vocals"], sample_rate=44100)
+            self.weights = torch.nn.Parameter(torch.empty(200_000, 1_000_000))
+
+    register_model("enormous_for_counting")(Enormous)
+    try:
+        code, out, err = run(capsys, "models")
+    finally:
+        MODELS._entries.pop("enormous_for_counting", None)
+    assert code == 0, err
+    assert "200,000,000,000" in next(line for line in out.splitlines() if line.startswith("enormous"))
+
+
 def test_separate_reads_mp3_through_ffmpeg(capsys, tmp_path, model_file):
     source = write_wav(tmp_path / "source.wav", noise(0.5))
     mp3 = tmp_path / "song.mp3"
