@@ -293,3 +293,34 @@ def test_bag_joins_one_target_models_into_one_file(capsys, tmp_path):
     code, _, err = run(capsys, "bag", files[0], str(other_rate), "-o", str(tmp_path / "b2.sepzoo"))
     assert_one_line_error(code, err, "sample_rate=22050")
     assert not (tmp_path / "b2.sepzoo").exists()
+
+
+def _console(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "sepzoo.cli.main", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+
+
+def test_verbose_says_that_separation_asks_for_huge_pages_before_torch_loads(tmp_path, model_file):
+    song = write_wav(tmp_path / "song.wav", noise(0.3))
+    env = {k: v for k, v in os.environ.items() if k != "THP_MEM_ALLOC_ENABLE"}
+    done = _console("-v", "separate", str(song), "-n", str(model_file), "-o", str(tmp_path / "v"), env=env)
+    assert done.returncode == 0, done.stderr
+    assert "THP_MEM_ALLOC_ENABLE=1: torch's CPU allocator uses huge pages" in done.stdout
+    quiet = _console("separate", str(song), "-n", str(model_file), "-o", str(tmp_path / "q"), env=env)
+    assert "THP_MEM_ALLOC_ENABLE" not in quiet.stdout + quiet.stderr
+    opted_out = _console(
+        "-v", "separate", str(song), "-n", str(model_file), "-o", str(tmp_path / "o"),
+        env={**env, "THP_MEM_ALLOC_ENABLE": "0"},
+    )  # fmt: skip
+    assert "THP_MEM_ALLOC_ENABLE=0, as set by the caller" in opted_out.stdout
+
+
+def test_quiet_keeps_progress_off_stdout_and_errors_on_stderr(capsys, tmp_path, model_file):
+    song = write_wav(tmp_path / "song.wav", noise(0.3))
+    separate = ["separate", str(song), "-n", str(model_file), "-o"]
+    code, out, err = run(capsys, *separate, str(tmp_path / "a"))
+    assert code == 0 and "song" in out
+    code, out, err = run(capsys, "-q", *separate, str(tmp_path / "b"))
+    assert code == 0 and out == ""
+    code, out, err = run(capsys, "-q", *separate, str(tmp_path / "b"))
+    assert_one_line_error(code, err, "already exists")

@@ -3,6 +3,7 @@ options, ffmpeg inputs, and bad inputs and outputs as one-line errors that leave
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import subprocess
@@ -190,11 +191,12 @@ def test_two_stem_outputs_are_not_overwritten_without_force(capsys, tmp_path):
     assert sf.info(str(kept)).frames == 4410
 
 
-def test_progress_bar_and_summary_line_per_file(capsys, tmp_path):
+def test_progress_bar_and_summary_line_per_file(capsys, caplog, tmp_path):
     files = [str(write(tmp_path / f"{name}.wav", noise(0.2, seed=i))) for i, name in enumerate(["a", "b"])]
+    caplog.set_level(logging.INFO, logger="sepzoo")
     separate_files(files, "mix", tmp_path / "out", segment=0.05, progress=True)
     captured = capsys.readouterr()
-    lines = captured.out.splitlines()
+    lines = [record.getMessage() for record in caplog.records if record.name == "sepzoo.engine.separate"]
     assert len(lines) == 2
     for name, line in zip(files, lines):
         assert line.startswith(f"{name}: 0.2 s separated into 4 stems in ") and "x real time" in line

@@ -83,17 +83,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_separate(args: argparse.Namespace) -> int:
     """``sepzoo separate FILE... -n MODEL -o OUT [--two-stems S] [--flac] [--int24|--float32] ...``.
 
-    Before torch loads, its CPU allocator is asked for transparent huge pages
-    (``THP_MEM_ALLOC_ENABLE=1``, unless the variable is already set): a model's large activations
-    then cost far fewer page faults, which made Demucs-family separation 25-35% faster on the CPU
-    here. Set ``THP_MEM_ALLOC_ENABLE=0`` to opt out.
+    The entry point has already asked torch for huge pages (see ``sepzoo -v separate``).
 
     Args:
         args: Parsed arguments.
     """
-    import os
-
-    os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
     from sepzoo.engine.separate import OutputFormat, separate_files
 
     output_format = OutputFormat(

@@ -16,6 +16,7 @@ full disk) removes what was written and leaves earlier outputs untouched.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import tempfile
@@ -32,6 +33,8 @@ from sepzoo.errors import OutputExistsError, SepzooError
 from sepzoo.io.audio import ClipMode
 from sepzoo.models.bag import BagOfModels
 from sepzoo.models.base import Separator
+
+log = logging.getLogger(__name__)
 
 CLIP_MODES: tuple[str, ...] = ("rescale", "clamp", "none")
 
@@ -366,5 +369,5 @@ def separate_files(
                 normalize=normalize,
                 progress=show,
             )
-            print(summary.line(), flush=True)
+            log.info("%s", summary.line())
     return list(plan.values())

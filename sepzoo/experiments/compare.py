@@ -20,6 +20,7 @@ import dataclasses
 import datetime
 import hashlib
 import json
+import logging
 import math
 import os
 import subprocess
@@ -30,6 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from sepzoo.errors import ConfigError, SepzooError
+
+log = logging.getLogger(__name__)
 
 COMPARISON_FORMAT = "sepzoo-comparison/1"
 COMPARISON_FILE = "comparison.json"
@@ -419,7 +422,7 @@ def run_comparison(
     command = " ".join(["sepzoo", "compare", str(recipe_path), *(overrides or [])])
     systems = [_train_model(recipe, entry, out_dir, force) for entry in recipe.models]
     systems += [_oracle(name) for name in recipe.oracles]
-    print(f"\ncompare: scoring {len(systems)} systems on {_subset_name(recipe)}", flush=True)
+    log.info("\ncompare: scoring %d systems on %s", len(systems), _subset_name(recipe))
     summaries = [_evaluate(recipe, system, out_dir, force) for system in systems]
     comparison = _json_safe(_assemble(recipe, systems, summaries, command))
     comparison["excerpt"] = _write_excerpts(recipe, systems, out_dir)
@@ -436,16 +439,17 @@ def run_comparison(
         from sepzoo.experiments.report import write_report
 
         report_path = write_report([out_dir], out_dir / "report.html", force=True)
-    print()
-    print(table)
-    print()
-    print(f"comparison: {out_dir / COMPARISON_FILE}")
+    log.info("\n%s\n", table)
+    log.info("comparison: %s", out_dir / COMPARISON_FILE)
     if report_path is not None:
-        print(f"report:     {report_path}")
+        log.info("report:     %s", report_path)
     if comparison["wandb"]["summary_dir"]:
-        print(
-            f"W&B group:  {comparison['wandb']['group']} (project {comparison['wandb']['project']}); "
-            f"summary run in {comparison['wandb']['summary_dir']}"
+        wandb = comparison["wandb"]
+        log.info(
+            "W&B group:  %s (project %s); summary run in %s",
+            wandb["group"],
+            wandb["project"],
+            wandb["summary_dir"],
         )
     return out_dir
 
@@ -463,7 +467,7 @@ def _prepare_data(recipe: ComparisonRecipe) -> None:
         return
     from sepzoo.data.toy import generate_toy_musdb
 
-    print(f"compare: generating the toy data set {recipe.root}", flush=True)
+    log.info("compare: generating the toy data set %s", recipe.root)
     generate_toy_musdb(recipe.root, progress=True, **recipe.generate)
 
 
@@ -533,7 +537,7 @@ def _train_run(
     if force or not (run_dir / DONE_MARKER).is_file():
         _run_training(name, path, overrides, run_dir, force)
     else:
-        print(f"compare: {name}: reusing the finished run {run_dir}", flush=True)
+        log.info("compare: %s: reusing the finished run %s", name, run_dir)
     done = json.loads((run_dir / DONE_MARKER).read_text())
     timing = run_dir / _TIMING_FILE
     wandb_dir = run_dir / "wandb"
@@ -608,7 +612,7 @@ def _run_training(name: str, path: Path, overrides: list[str], run_dir: Path, fo
         command.append("--resume")
     elif run_dir.is_dir():
         command.append("--force")  # an unfinished run with no checkpoint: nothing to keep
-    print(f"\ncompare: training {name} -> {run_dir}", flush=True)
+    log.info("\ncompare: training %s -> %s", name, run_dir)
     start = time.monotonic()
     done = subprocess.run(command, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     if done.returncode != 0:
@@ -634,7 +638,7 @@ def _evaluate(recipe: ComparisonRecipe, system: _System, out_dir: Path, force: b
         digest = hashlib.sha1(identity.encode()).hexdigest()[:8]
         seed = "" if run["seed"] is None else f"-seed{run['seed']}"
         eval_dir = out_dir / "evals" / f"{system.label}{seed}-{digest}"
-        print(f"compare: scoring {system.label}{seed.replace('-', ' ')}", flush=True)
+        log.info("compare: scoring %s%s", system.label, seed.replace("-", " "))
         summary = evaluate(
             str(spec),
             recipe.root,

@@ -14,9 +14,9 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import json
+import logging
 import math
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,8 @@ COMPARISON_FILE = "comparison.json"
 COMPARISON_FORMAT = "sepzoo-comparison/1"
 RECORDED_METRICS: tuple[str, ...] = ("cSDR", "nSDR")
 TOY_DATASET = "sepzoo toy set (synthetic; a smoke test of the machinery, not evidence about the model)"
+
+log = logging.getLogger(__name__)
 
 
 def repository_root() -> Path:
@@ -588,18 +590,18 @@ def run_zoo(
         _check_targets([Path(render) / name for name in names], force)
     if record is not None:
         for line in record_comparison(record, cards_dir, repo_root):
-            print(line)
+            log.info("%s", line)
         if render is None:
             return 0
     problems = check_zoo(cards_dir, repo_root)
     if problems:
         for problem in problems:
-            print(f"sepzoo zoo: error: {problem}", file=sys.stderr)
+            log.error("sepzoo zoo: error: %s", problem)
         return EXIT_PROBLEMS
     loaded = load_cards(cards_dir)
     if render is not None:
         written = write_pages(render_markdown(loaded), render, force)
-        print(f"wrote {len(written)} Markdown files to {render}")
+        log.info("wrote %d Markdown files to %s", len(written), render)
         return 0
-    print(card_table(loaded))
+    log.info("%s", card_table(loaded))
     return 0

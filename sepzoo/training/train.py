@@ -28,6 +28,8 @@ from sepzoo.training.rundir import (
     run_metadata,
 )
 
+log = logging.getLogger(__name__)
+
 
 def run_directory(recipe: Recipe) -> Path:
     """Where a recipe's run lives: ``<run.root>/<run.name or recipe name>-<run hash>``.
@@ -126,7 +128,7 @@ def _load_initial_weights(model: Any, source: str, strict: bool) -> None:
             f"{model.registry_name!r} ({report.describe()}); set train.init_strict=false to load what fits"
         )
     model.load_state_dict({key: donor.state_dict()[key] for key in report.loaded}, strict=False)
-    print(f"train.init_from {source}: {report.describe()}", flush=True)
+    log.info("train.init_from %s: %s", source, report.describe())
 
 
 @dataclasses.dataclass
