@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from sepzoo.models.base import real_edge_bins
+from sepzoo.dsp.stft import real_edge_bins
 
 
 def test_the_edge_bins_lose_their_imaginary_parts_and_nothing_else():

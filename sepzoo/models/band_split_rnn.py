@@ -63,9 +63,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from sepzoo.dsp.stft import STFT
 from sepzoo.errors import suggestion
 from sepzoo.models import register_model
-from sepzoo.models.base import Separator, real_edge_bins
+from sepzoo.models.base import Separator
 
 BandScheme = str | dict[str, list[list[float | None]]] | None
 """A scheme name, ``{"steps": ...}``, ``{"bands": ...}``, or ``None`` for the default."""
@@ -470,7 +471,9 @@ class BandSplitRNN(Separator):
         self.bands = band_bins(self.band_scheme, n_fft, sample_rate)
         self.n_fft = n_fft
         self.hop_length = hop_length
-        self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
+        # The float32 window in every precision: a model run in float64 computes the function
+        # it was trained with in float32.
+        self.stft = STFT(n_fft, hop_length, float32_window=True)
         self.band_split = BandSplit(self.bands, audio_channels, feature_size)
         self.band_sequence = nn.Sequential(
             *[BandSequenceBlock(feature_size, lstm_hidden_size) for _ in range(num_blocks)]
@@ -492,38 +495,4 @@ class BandSplitRNN(Separator):
         features = self.band_sequence(features)  # B, K, T', N
         masks = [estimator(features) for estimator in self.mask_estimators]  # S x (B, C, F, T')
         stems = torch.stack(masks, dim=1) * spectrum.unsqueeze(1)  # B, S, C, F, T'
-        return self.istft(stems, length=mix.shape[-1])  # B, S, C, T
-
-    def stft(self, audio: Tensor) -> Tensor:
-        """The centred, zero-padded STFT of ``audio`` (``[..., T]``), ``[..., F, T']`` complex.
-
-        Args:
-            audio: Waveforms, time last.
-        """
-        spectrum = torch.stft(
-            audio.reshape(-1, audio.shape[-1]),
-            self.n_fft,
-            hop_length=self.hop_length,
-            window=self.window,
-            center=True,
-            pad_mode="constant",
-            return_complex=True,
-        )  # *, F, T'
-        return spectrum.view(*audio.shape[:-1], *spectrum.shape[-2:])
-
-    def istft(self, spectrum: Tensor, length: int) -> Tensor:
-        """Waveforms ``[..., length]`` from spectrograms ``[..., F, T']`` made by :meth:`stft`.
-
-        Args:
-            spectrum: Complex spectrograms, bins and frames last.
-            length: Samples to return, the length of the analysed audio.
-        """
-        audio = torch.istft(
-            real_edge_bins(spectrum.reshape(-1, *spectrum.shape[-2:]), self.n_fft),
-            self.n_fft,
-            hop_length=self.hop_length,
-            window=self.window,
-            center=True,
-            length=length,
-        )  # *, T
-        return audio.view(*spectrum.shape[:-2], length)
+        return self.stft.inverse(stems, mix.shape[-1])  # B, S, C, T

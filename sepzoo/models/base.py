@@ -15,29 +15,7 @@ import functools
 import inspect
 from typing import Any, ClassVar, Literal
 
-import torch
 from torch import Tensor, nn
-
-
-def real_edge_bins(spectrum: Tensor, n_fft: int) -> Tensor:
-    """``spectrum`` with the imaginary parts of its DC bin (and, for an even ``n_fft``, its
-    Nyquist bin) set to zero, ready for ``torch.istft``.
-
-    The spectrum of a real signal has real values in those bins; a network's estimate need not.
-    The CPU's inverse FFT ignores their imaginary parts, CUDA's does not, so without this the
-    same model gave different waveforms on the two devices (7% of the peak for a Hybrid Demucs
-    with random weights). With it every device computes what the CPU always did, bit for bit.
-
-    Args:
-        spectrum: Complex one-sided spectrogram, bins on the second-to-last axis.
-        n_fft: The transform's length.
-    """
-    keep = torch.ones(spectrum.shape[-2], 1, dtype=spectrum.real.dtype, device=spectrum.device)  # F, 1
-    keep[0] = 0
-    if n_fft % 2 == 0:
-        keep[-1] = 0
-    return torch.complex(spectrum.real, spectrum.imag * keep)
-
 
 Domain = Literal["waveform", "spectrogram", "hybrid", "oracle"]
 DOMAINS: tuple[str, ...] = ("waveform", "spectrogram", "hybrid", "oracle")

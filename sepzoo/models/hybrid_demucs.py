@@ -36,10 +36,11 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from sepzoo import DEFAULT_SOURCES
+from sepzoo.dsp.stft import STFT
 from sepzoo.dsp.wiener import invert_channel_matrices
 from sepzoo.models import register_model
 from sepzoo.models._demucs_layers import ResidualBranch, rescale_conv_weights
-from sepzoo.models.base import Separator, real_edge_bins
+from sepzoo.models.base import Separator
 
 WIENER_WINDOW = 300
 """Frames the Wiener filter handles at once; its statistics are those of each window."""
@@ -577,6 +578,8 @@ class HybridDemucs(Separator):
         )  # fmt: skip
         self.nfft = nfft
         self.hop = nfft // 4
+        # Demucs's window is computed in float32 and then cast, even in float64.
+        self.stft = STFT(nfft, self.hop, normalized=True, pad_mode="reflect", float32_window=True)
         self.cac = cac
         self.hybrid = hybrid
         self.hybrid_old = hybrid_old
@@ -814,12 +817,7 @@ class HybridDemucs(Separator):
             side = self.hop // 2 * 3
             right = side + frames * self.hop - length
             x = F.pad(mix, (side, right)) if self.hybrid_old else pad_reflect(mix, side, right)
-        window = self._window(x)
-        spectrum = torch.stft(
-            x.reshape(-1, x.shape[-1]), self.nfft, self.hop, window=window, win_length=self.nfft,
-            normalized=True, center=True, pad_mode="reflect", return_complex=True,
-        )  # fmt: skip
-        spectrum = spectrum.view(*mix.shape[:-1], *spectrum.shape[-2:])[..., :-1, :]  # B, C, Fr, N
+        spectrum = self.stft(x)[..., :-1, :]  # B, C, Fr, N
         if self.hybrid:
             spectrum = spectrum[..., 2 : 2 + frames]
         return spectrum
@@ -832,21 +830,11 @@ class HybridDemucs(Separator):
             z = F.pad(z, (2, 2))
             side = self.hop // 2 * 3
             total = self.hop * math.ceil(length / self.hop) + (0 if self.hybrid_old else 2 * side)
-        window = self._window(z.real)
-        signal = torch.istft(
-            real_edge_bins(z.reshape(-1, *z.shape[-2:]), self.nfft), self.nfft, self.hop, window=window,
-            win_length=self.nfft,
-            normalized=True, center=True, length=total,
-        )  # fmt: skip
-        signal = signal.view(*stems.shape[:-2], total)  # B, S, C, T'
+        signal = self.stft.inverse(z, total)  # B, S, C, T'
         if self.hybrid and not self.hybrid_old:
             return signal[..., side : side + length]
         # hybrid_old models were trained with this misalignment (no removal of the padding).
         return signal[..., :length]
-
-    def _window(self, like: Tensor) -> Tensor:
-        # Computed in float32 and then cast, as the published models do, even in float64.
-        return torch.hann_window(self.nfft, device=like.device).to(like.dtype)
 
     def _network_input(self, spectrum: Tensor) -> Tensor:
         """Real and imaginary parts as channels (``[B, 2C, Fr, N]``), or magnitudes."""

@@ -43,9 +43,10 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from sepzoo import DEFAULT_SOURCES
+from sepzoo.dsp.stft import STFT
 from sepzoo.dsp.wiener import wiener_filter
 from sepzoo.models import register_model
-from sepzoo.models.base import Separator, real_edge_bins
+from sepzoo.models.base import Separator
 
 STD_FLOOR = 1e-4
 """Smallest input standard deviation, relative to the largest one, in
@@ -241,7 +242,9 @@ class OpenUnmix(Separator):
         self.wiener_softmask = wiener_softmask
         self.wiener_residual = wiener_residual
         self.wiener_window = wiener_window
-        self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
+        # Open-Unmix's float32 window in every precision: a model run in float64 computes the
+        # function it was trained with in float32.
+        self.stft = STFT(n_fft, hop_length, float32_window=True)
         self.target_networks = nn.ModuleDict(
             {
                 name: TargetNetwork(
@@ -271,41 +274,15 @@ class OpenUnmix(Separator):
         stems_stft = self.stem_spectrograms(torch.stack(masks, dim=1), mix_stft)  # B, S, C, F, N
         return self.istft(stems_stft, mix.shape[-1])  # B, S, C, T
 
-    def stft(self, audio: Tensor) -> Tensor:
-        """Centred STFT with zero padding, ``[..., T]`` to ``[..., F, N]`` with ``N = 1 + T // hop``.
-
-        Args:
-            audio: Waveforms, time last.
-        """
-        leading = audio.shape[:-1]
-        spectrum = torch.stft(
-            audio.reshape(-1, audio.shape[-1]),
-            self.n_fft,
-            hop_length=self.hop_length,
-            window=self.window.to(audio.dtype),
-            center=True,
-            pad_mode="constant",
-            return_complex=True,
-        )  # *, F, N
-        return spectrum.view(*leading, *spectrum.shape[-2:])
-
     def istft(self, spectrum: Tensor, length: int) -> Tensor:
-        """Inverse of :meth:`stft`, ``[..., F, N]`` to ``[..., length]``.
+        """The inverse of :attr:`stft` (the model's :class:`~sepzoo.dsp.stft.STFT`, centred with
+        zero padding), ``[..., F, N]`` to ``[..., length]``.
 
         Args:
             spectrum: Complex spectrograms, frequency and frames last.
             length: Samples of the output.
         """
-        leading = spectrum.shape[:-2]
-        audio = torch.istft(
-            real_edge_bins(spectrum.reshape(-1, *spectrum.shape[-2:]), self.n_fft),
-            self.n_fft,
-            hop_length=self.hop_length,
-            window=self.window.to(spectrum.real.dtype),
-            center=True,
-            length=length,
-        )  # *, T
-        return audio.view(*leading, length)
+        return self.stft.inverse(spectrum, length)
 
     def stem_spectrograms(self, masks: Tensor, mix_stft: Tensor) -> Tensor:
         """Complex stems ``[B, S, C, F, N]``: the masked mixture, or in evaluation mode with the

@@ -24,89 +24,18 @@ from __future__ import annotations
 from typing import ClassVar
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from sepzoo import DEFAULT_SOURCES
+from sepzoo.dsp.stft import STFT
 from sepzoo.dsp.wiener import invert_channel_matrices
 from sepzoo.models import register_model
-from sepzoo.models.base import Separator, real_edge_bins
+from sepzoo.models.base import Separator
 
 EPS = float(torch.finfo(torch.float64).eps)
 """The ``eps`` of mus-oracle (NumPy's float64 epsilon)."""
 
 TINY = float(torch.finfo(torch.float64).tiny)
-
-
-class OracleSTFT:
-    """The STFT / inverse STFT pair of mus-oracle (scipy ``stft`` / ``istft`` defaults).
-
-    Args:
-        n_fft: Window length and FFT size.
-        hop_length: Hop between frames.
-    """
-
-    def __init__(self, n_fft: int, hop_length: int) -> None:
-        if n_fft < 2:
-            raise ValueError(f"n_fft must be at least 2, got {n_fft}")
-        if not 0 < hop_length <= n_fft // 2:
-            raise ValueError(
-                f"hop_length must be in [1, n_fft // 2 = {n_fft // 2}] so that every sample is covered "
-                f"by two windows, got {hop_length}"
-            )
-        self.n_fft = n_fft
-        self.hop_length = hop_length
-
-    def window(self, like: Tensor) -> Tensor:
-        """The periodic Hann window, in ``like``'s real dtype and device.
-
-        Args:
-            like: Any tensor.
-        """
-        return torch.hann_window(self.n_fft, periodic=True, dtype=like.real.dtype, device=like.device)
-
-    def forward(self, signal: Tensor) -> Tensor:
-        """Complex spectra ``[..., F, frames]`` of ``signal`` ``[..., T]``.
-
-        Args:
-            signal: Real waveforms, any leading dimensions.
-        """
-        length = signal.shape[-1]
-        # scipy pads with zeros so that the frames reach past the end by a whole hop.
-        extra = -length % self.hop_length
-        flat = F.pad(signal.reshape(-1, length), (0, extra))
-        window = self.window(flat)
-        spectra = torch.stft(
-            flat,
-            self.n_fft,
-            self.hop_length,
-            window=window,
-            center=True,
-            pad_mode="constant",
-            return_complex=True,
-        )  # N, F, frames
-        spectra = spectra / window.sum()
-        return spectra.reshape(*signal.shape[:-1], *spectra.shape[-2:])
-
-    def inverse(self, spectra: Tensor, length: int) -> Tensor:
-        """Waveforms ``[..., length]`` from spectra ``[..., F, frames]``.
-
-        Args:
-            spectra: Complex spectra as :meth:`forward` returns them.
-            length: Number of samples to return.
-        """
-        flat = spectra.reshape(-1, *spectra.shape[-2:])
-        window = self.window(flat)
-        frames = flat.shape[-1]
-        signal = torch.istft(
-            real_edge_bins(flat * window.sum(), self.n_fft),
-            self.n_fft,
-            self.hop_length,
-            window=window,
-            center=True,
-            length=(frames - 1) * self.hop_length,
-        )  # N, T
-        return signal[..., :length].reshape(*spectra.shape[:-2], length)
 
 
 class _Oracle(Separator):
@@ -124,7 +53,7 @@ class _Oracle(Separator):
         hop_length: int = 1024,
     ) -> None:
         super().__init__(list(sources or DEFAULT_SOURCES), sample_rate, audio_channels, segment=None)
-        self.stft = OracleSTFT(n_fft, hop_length)
+        self.stft = STFT(n_fft, hop_length, scipy_scaling=True)
 
     def forward(self, mix: Tensor, references: Tensor | None = None) -> Tensor:
         """Separate ``mix`` (``[B, C, T]``) with the help of the true stems.
@@ -137,8 +66,8 @@ class _Oracle(Separator):
         """
         self.check_input(mix, references)
         assert references is not None  # check_input refuses a missing one
-        mix_spectra = self.stft.forward(mix.double())  # B, C, F, N
-        stem_spectra = self.stft.forward(references.double())  # B, S, C, F, N
+        mix_spectra = self.stft(mix.double())  # B, C, F, N
+        stem_spectra = self.stft(references.double())  # B, S, C, F, N
         estimates = self.separate(mix_spectra, stem_spectra)  # B, S, C, F, N
         return self.stft.inverse(estimates, mix.shape[-1]).to(mix.dtype)  # B, S, C, T
 

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from sepzoo.dsp.stft import hann_window, stft
 from sepzoo.errors import ConfigError, suggestion
 from sepzoo.registry import Registry
 
@@ -261,26 +262,13 @@ class MultiResolutionSTFTLoss(SeparationLoss):
         self.factor_mag = float(factor_mag)
 
     def per_source(self, estimate: Tensor, reference: Tensor) -> Tensor:
-        batch, num_sources, channels, length = estimate.shape
         # Both signals go through one STFT call per resolution.
-        signals = torch.cat([estimate, reference]).reshape(-1, length)  # 2*B*S*C, T
-        total = estimate.new_zeros(num_sources)
+        signals = torch.stack([estimate, reference])  # 2, B, S, C, T
+        total = estimate.new_zeros(estimate.shape[1])
         for fft, hop, win in zip(self.fft_sizes, self.hop_sizes, self.win_lengths):
-            window = torch.hann_window(win, device=signals.device, dtype=signals.dtype)
-            spec = torch.stft(
-                signals,
-                fft,
-                hop_length=hop,
-                win_length=win,
-                window=window,
-                center=True,
-                pad_mode="constant",
-                return_complex=True,
-            )  # 2*B*S*C, F, N
+            spec = stft(signals, fft, hop, hann_window(win, signals))  # 2, B, S, C, F, N
             power = spec.real.square() + spec.imag.square()
-            magnitude = power.clamp(min=self.MAGNITUDE_FLOOR).sqrt()
-            magnitude = magnitude.reshape(2, batch, num_sources, channels, *magnitude.shape[-2:])
-            est_mag, ref_mag = magnitude[0], magnitude[1]  # B, S, C, F, N
+            est_mag, ref_mag = power.clamp(min=self.MAGNITUDE_FLOOR).sqrt()  # B, S, C, F, N
             dims = (0, 2, 3, 4)
             convergence = _frobenius(ref_mag - est_mag, dims) / _frobenius(ref_mag, dims)  # S
             log_distance = (ref_mag.log() - est_mag.log()).abs().mean(dim=dims)  # S
@@ -356,20 +344,6 @@ def _check_stft_settings(n_fft: int, hop_length: int) -> tuple[int, int]:
     return n_fft, hop_length
 
 
-def _hann_stft(signals: Tensor, n_fft: int, hop_length: int) -> Tensor:
-    """Centred, zero-padded STFT with a Hann window of ``signals`` ``[N, T]``: ``[N, F, frames]``."""
-    window = torch.hann_window(n_fft, device=signals.device, dtype=signals.dtype)
-    return torch.stft(
-        signals,
-        n_fft,
-        hop_length=hop_length,
-        window=window,
-        center=True,
-        pad_mode="constant",
-        return_complex=True,
-    )
-
-
 @register_loss("complex_spec_l1")
 class ComplexSpectrogramL1Loss(SeparationLoss):
     """L1 distance between complex spectrograms plus L1 distance between waveforms.
@@ -403,10 +377,11 @@ class ComplexSpectrogramL1Loss(SeparationLoss):
 
     def per_source(self, estimate: Tensor, reference: Tensor) -> Tensor:
         batch, num_sources, channels, length = estimate.shape
-        difference = (estimate - reference).reshape(-1, length)  # B*S*C, T
+        difference = estimate - reference  # B, S, C, T
         # The STFT is linear, so the difference of the spectrograms is the spectrogram of the
         # difference.
-        spectrum = _hann_stft(difference, self.n_fft, self.hop_length)  # B*S*C, F, N
+        window = hann_window(self.n_fft, difference)
+        spectrum = stft(difference, self.n_fft, self.hop_length, window)  # B, S, C, F, N
         parts = torch.view_as_real(spectrum).abs().reshape(batch, num_sources, -1)  # B, S, C*F*N*2
         waveform = difference.abs().reshape(batch, num_sources, -1)  # B, S, C*T
         total = parts.sum(dim=(0, 2)) + waveform.sum(dim=(0, 2))  # S
@@ -442,10 +417,9 @@ class MagnitudeMSELoss(SeparationLoss):
         self.n_fft, self.hop_length = _check_stft_settings(n_fft, hop_length)
 
     def per_source(self, estimate: Tensor, reference: Tensor) -> Tensor:
-        batch, num_sources, channels, length = estimate.shape
-        signals = torch.cat([estimate, reference]).reshape(-1, length)  # 2*B*S*C, T
-        spectrum = _hann_stft(signals, self.n_fft, self.hop_length)  # 2*B*S*C, F, N
-        magnitude = spectrum.abs().reshape(2, batch, num_sources, -1)  # 2, B, S, C*F*N
+        signals = torch.stack([estimate, reference])  # 2, B, S, C, T
+        spectrum = stft(signals, self.n_fft, self.hop_length, hann_window(self.n_fft, signals))
+        magnitude = spectrum.abs().flatten(start_dim=3)  # 2, B, S, C*F*N
         return (magnitude[0] - magnitude[1]).square().mean(dim=(0, 2))  # S
 
 
