@@ -84,7 +84,8 @@ def run_sepzoo(steps: int, warmup: int, device: str) -> list[float]:
     from torch.utils.data import DataLoader, Dataset
 
     from sepzoo.training.losses import build_loss
-    from sepzoo.training.recipe import NamedSpec, SchedulerSpec, build_optimizer, build_scheduler
+    from sepzoo.training.optimizers import build_optimizer, build_scheduler
+    from sepzoo.training.recipe import NamedSpec, SchedulerSpec
     from sepzoo.training.task import SeparationTask
 
     warnings.filterwarnings("ignore")

@@ -3,6 +3,7 @@ key's dotted path, the file and the closest valid key."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -168,3 +169,57 @@ def test_resolved_config_round_trips(recipe_file):
     again = recipe_from_dict(yaml.safe_load(recipe.to_yaml(meta={"git_commit": "abc"})))
     assert again.resolved["trainer"]["max_steps"] == 7
     assert again.config_hash() == recipe.config_hash()
+
+
+def test_values_are_never_converted_but_a_list_fills_a_tuple(recipe_file):
+    path = recipe_file("data:\n  root: /nowhere\n")
+    with pytest.raises(ConfigError, match=r"model\.repeats: expected int, got str '2'"):
+        load_recipe(path, ["model.repeats='2'"])
+    with pytest.raises(ConfigError, match=r"train\.init_strict: expected bool, got str 'yes'"):
+        load_recipe(path, ["train.init_strict='yes'"])
+    recipe = load_recipe(path, ["optimizer.betas=[0.8,0.9]"])
+    assert recipe.optimizer.kwargs["betas"] == [0.8, 0.9]  # the resolved config keeps plain YAML
+    with pytest.raises(ConfigError, match=r"optimizer\.betas: expected a list of 2 items, got list \[0\.8\]"):
+        load_recipe(path, ["optimizer.betas=[0.8]"])
+
+
+@pytest.mark.parametrize(
+    ("body", "first"),
+    [
+        ("  encoder_filter: 16\n  repeats: abc\n", "unknown key 'model.encoder_filter'"),
+        ("  repeats: abc\n  encoder_filter: 16\n", "model.repeats: expected int, got str 'abc'"),
+    ],
+)
+def test_the_first_problem_in_file_order_is_reported_and_the_rest_counted(recipe_file, body, first):
+    path = recipe_file(f"{body}data:\n  root: /nowhere\n")
+    with pytest.raises(ConfigError) as error:
+        load_recipe(path)
+    message = str(error.value)
+    assert message.startswith(f"{path}: {first}")
+    assert message.endswith("(and 1 more error)")
+
+
+def test_a_registered_class_whose_annotation_does_not_resolve_is_named(recipe_file):
+    from sepzoo.models import MODELS, Separator, register_model
+
+    class Unresolved(Separator):
+        def __init__(self, sources: list[str] | None = None, width: UndefinedWidth = 4) -> None:  # noqa: F821
+            super().__init__(sources=sources or ["vocals"])
+
+    try:
+        register_model("unresolved_for_config")(Unresolved)
+        with pytest.raises(ConfigError) as error:
+            load_recipe(recipe_file("data:\n  root: /nowhere\n"), ["model.name=unresolved_for_config"])
+    finally:
+        MODELS._entries.pop("unresolved_for_config", None)
+    message = str(error.value)
+    assert re.search(
+        r"model\.name: model class [\w.]*test_config\.test_a_registered_class\w*\.<locals>\.Unresolved "
+        r"has an annotation that does not resolve \(NameError: name 'UndefinedWidth' is not defined\)$",
+        message,
+    ), message
+
+
+def test_logger_mode_disabled_is_a_training_option(recipe_file):
+    recipe = load_recipe(recipe_file("data:\n  root: /nowhere\n"), ["logger.mode=disabled"])
+    assert recipe.logger.mode == "disabled" and recipe.logger.name == "wandb"

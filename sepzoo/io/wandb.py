@@ -23,19 +23,23 @@ def wandb_configured() -> bool:
     return bool(auth and auth[2])
 
 
-
 def resolve_wandb_mode(mode: str) -> str:
-    """Turn the recipe's ``logger.mode`` (``auto``/``online``/``offline``) into a W&B mode.
+    """Turn a recipe's W&B mode (``auto``/``online``/``offline``/``disabled``) into a W&B mode.
+
+    ``disabled`` is passed through whatever the environment says: the recipe asked for no W&B
+    run at all. Otherwise a ``WANDB_MODE`` of ``offline``, ``disabled`` or ``dryrun`` keeps the
+    run offline, and ``auto`` means online when an API key is configured.
 
     Args:
         mode: The recipe value.
     """
+    if mode == "disabled":
+        return "disabled"
     if os.environ.get("WANDB_MODE") in ("offline", "disabled", "dryrun"):
         return "offline"
     if mode == "auto":
         return "online" if wandb_configured() else "offline"
     return mode
-
 
 
 def wandb_settings() -> Any:

@@ -35,6 +35,10 @@ def build_logger(
 ) -> Any:
     """Build the Lightning logger a recipe asks for.
 
+    With ``kind="wandb"`` and ``mode="disabled"`` no W&B run is started: the metrics go to a
+    :class:`~lightning.pytorch.loggers.CSVLogger` under ``run_dir/logs`` instead, as with
+    ``kind="csv"``, so a run without W&B still keeps its curves.
+
     Args:
         kind: ``"wandb"``, ``"csv"`` or ``"tensorboard"``.
         run_dir: The run directory; logs go below it.
@@ -43,20 +47,20 @@ def build_logger(
         entity: W&B entity (team or user). (Default: ``None``)
         group: W&B group. (Default: ``None``)
         tags: W&B tags. (Default: ``None``)
-        mode: ``"auto"``, ``"online"`` or ``"offline"``. (Default: ``"auto"``)
+        mode: ``"auto"``, ``"online"``, ``"offline"`` or ``"disabled"``. (Default: ``"auto"``)
         notes: W&B run notes. (Default: ``None``)
         config: The resolved recipe, stored as the W&B run config. (Default: ``None``)
         resume_id: W&B run id to continue when resuming. (Default: ``None``)
     """
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger, WandbLogger
 
-    if kind == "csv":
+    wandb_mode = resolve_wandb_mode(mode) if kind == "wandb" else None
+    if kind == "csv" or wandb_mode == "disabled":
         return CSVLogger(save_dir=str(run_dir), name="logs", version="")
     if kind == "tensorboard":
         return TensorBoardLogger(save_dir=str(run_dir), name="logs", version="")
     os.environ.setdefault("WANDB_SILENT", "true")
     os.environ.setdefault("WANDB_CONSOLE", "off")
-    wandb_mode = resolve_wandb_mode(mode)
     logger = WandbLogger(
         name=run_name,
         save_dir=str(run_dir),

@@ -9,7 +9,6 @@ Nothing here asks what kind of model it holds.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -213,7 +212,7 @@ class SeparationTask(L.LightningModule):
             self.model,
             mix,
             references=stems if self.model.needs_references else None,
-            **asdict(self.engine),
+            **self.engine.model_dump(),
         )  # 1, S, C, T
         self.valid_nsdr.update(estimate, stems)
         self.valid_mixture_nsdr.update(mix.unsqueeze(1).expand_as(stems), stems)
