@@ -14,10 +14,10 @@ from omegaconf import OmegaConf
 from parity import randomize, relative_error
 
 from sepzoo.convert.demucs import convert_file
+from sepzoo.dsp.wiener import demucs_wiener as multichannel_wiener
 from sepzoo.engine.apply import apply_model
 from sepzoo.errors import CheckpointError
 from sepzoo.models import create_model
-from sepzoo.models.hybrid_demucs import multichannel_wiener
 
 FOUR = ["drums", "bass", "other", "vocals"]
 SIX = ["drums", "bass", "other", "vocals", "guitar", "piano"]

@@ -16,25 +16,37 @@ Liutkus & Vincent 2016, "Multichannel audio source separation with deep neural n
 :func:`wiener_filter` is the whole post-processing of Open-Unmix: initial estimates from
 magnitude estimates, an optional residual source, and the iterations.
 
+The same machinery serves the two other references sepzoo matches, with their numerics as
+options: :func:`demucs_wiener` is Demucs's copy of that post-processing (its own start from the
+mixture's phase and its float32 constants), and the oracle multichannel Wiener filter of
+sigsep-mus-oracle separates with :func:`wiener_gains_apply` from the statistics of
+:func:`normalised_spatial_covariance` and :func:`explained_power_spectral_density`, with no ridge
+and ``eps`` added to the determinants instead.
+
 Shapes put channels, frequencies and frames last: an STFT is ``[..., C, F, T]`` (``C`` is 1 or
 2), power spectral densities ``[..., F, T]`` and spatial covariances ``[..., F, C, C]``. Every
 function computes in double precision (``complex128``), where the 2x2 inversions of nearly
 singular matrices need it, and returns results in the precision of its input.
 
-Regularisation: the mixture covariance gets ``sqrt(eps)`` times the identity added before it is
-inverted, as norbert does. Its determinant is then at least ``eps`` (the source covariances are
-Hermitian positive semi-definite), and in bins where every source's modelled power is far below
-``sqrt(eps)`` the gains go to zero: ``eps`` acts as the power of a white noise that the filter
-takes out.
+Regularisation: the mixture covariance gets ``sqrt(eps)`` times the identity (the ridge)
+added before it is inverted, as norbert does. Its determinant is then at least ``eps`` (the
+source covariances are Hermitian positive semi-definite), and in bins where every source's
+modelled power is far below ``sqrt(eps)`` the gains go to zero: ``eps`` acts as the power of a
+white noise that the filter takes out.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import Tensor
 
 FRAMES_PER_BLOCK = 256
 """Frames whose gains :func:`wiener_gains_apply` forms at once, which bounds its memory."""
+
+TINY = float(torch.finfo(torch.float64).tiny)
+"""Smallest positive float64: the floor of a trace before it divides, so silence gives zeros."""
 
 
 def _double(x: Tensor) -> Tensor:
@@ -97,6 +109,55 @@ def spatial_covariance(stft: Tensor, psd: Tensor, eps: float = 1e-10) -> Tensor:
     return (outer / weight[..., None, None]).to(stft.dtype)
 
 
+def normalised_spatial_covariance(stft: Tensor, psd: Tensor, eps: float) -> Tensor:
+    """The time-invariant spatial covariance of a source as sigsep-mus-oracle estimates it: the
+    mean over frames of ``X(f, t) X(f, t)^H / (eps + v(f, t))``, scaled to trace ``C``, plus
+    ``eps I``.
+
+    Unlike :func:`spatial_covariance`, every frame counts alike whatever its loudness. A source
+    silent at some frequency keeps a zero covariance there (plus ``eps I``) instead of dividing
+    zero by zero.
+
+    Args:
+        stft: Complex STFT of the source, ``[..., C, F, T]``.
+        psd: Its power spectral density, ``[..., F, T]``.
+        eps: Added to the density before the division, and times the identity at the end.
+
+    Returns:
+        ``[..., F, C, C]``, complex, Hermitian, in the precision of ``stft``.
+    """
+    _check_channels(stft.shape[-3], "normalised_spatial_covariance")
+    channels, frames = stft.shape[-3], stft.shape[-1]
+    bins = _double(stft).movedim(-3, -1)  # ..., F, T, C
+    weights = (1 / (eps + _double(psd))).to(bins.dtype)  # ..., F, T
+    covariance = torch.einsum("...ftc,...ftd,...ft->...fcd", bins, bins.conj(), weights) / frames
+    trace = torch.diagonal(covariance, dim1=-2, dim2=-1).sum(-1).real.clamp_min(TINY)  # ..., F
+    identity = torch.eye(channels, dtype=covariance.dtype, device=covariance.device)
+    return (covariance * (channels / trace)[..., None, None] + eps * identity).to(stft.dtype)
+
+
+def explained_power_spectral_density(
+    stft: Tensor, covariance: Tensor, determinant_eps: float = 0.0
+) -> Tensor:
+    """The power spectral density that a spatial covariance ``R`` explains in an STFT ``X``:
+    ``Re tr(R^-1 X X^H) / C``, sigsep-mus-oracle's second estimate of a source's density.
+
+    Args:
+        stft: Complex STFT of the source, ``[..., C, F, T]``.
+        covariance: Its spatial covariance, ``[..., F, C, C]``.
+        determinant_eps: Added to the determinant when ``R`` is inverted (see
+            :func:`invert_channel_matrices`). (Default: ``0.0``)
+
+    Returns:
+        ``[..., F, T]``, real, in the precision of ``stft``.
+    """
+    channels = stft.shape[-3]
+    bins = _double(stft).movedim(-3, -1)  # ..., F, T, C
+    inverse = invert_channel_matrices(_double(covariance), determinant_eps)  # ..., F, C, C
+    psd = torch.einsum("...fcd,...ftd,...ftc->...ft", inverse, bins, bins.conj()).real / channels
+    return psd.to(stft.real.dtype)
+
+
 def invert_channel_matrices(matrices: Tensor, determinant_eps: float = 0.0) -> Tensor:
     """Closed-form inverse of 1x1 or 2x2 complex matrices ``[..., C, C]``.
 
@@ -133,15 +194,24 @@ def _check_model(psds: Tensor, covariances: Tensor) -> None:
     _check_channels(covariances.shape[-1], "the covariances")
 
 
-def _mixture_covariance(psds: Tensor, covariances: Tensor, eps: float) -> Tensor:
-    """``sqrt(eps) I + sum_k v_k R_k``, ``[B, F, T, C, C]``, from double-precision inputs."""
+def _inverse_mixture_covariance(
+    psds: Tensor, covariances: Tensor, ridge: float, determinant_eps: float
+) -> Tensor:
+    """``(ridge I + sum_k v_k R_k)^-1``, ``[B, F, T, C, C]``, from double-precision inputs."""
     channels = covariances.shape[-1]
-    identity = torch.eye(channels, dtype=covariances.dtype, device=covariances.device)
-    weighted = torch.einsum("bsft,bsfcd->bftcd", psds.to(covariances.dtype), covariances)  # B, F, T, C, C
-    return weighted + eps**0.5 * identity
+    mixture = torch.einsum("bsft,bsfcd->bftcd", psds.to(covariances.dtype), covariances)  # B, F, T, C, C
+    if ridge:
+        mixture = mixture + ridge * torch.eye(channels, dtype=covariances.dtype, device=covariances.device)
+    return invert_channel_matrices(mixture, determinant_eps)
 
 
-def wiener_gains(psds: Tensor, covariances: Tensor, eps: float = 1e-10) -> Tensor:
+def wiener_gains(
+    psds: Tensor,
+    covariances: Tensor,
+    eps: float = 1e-10,
+    ridge: float | None = None,
+    determinant_eps: float = 0.0,
+) -> Tensor:
     """The multichannel Wiener gains ``W_j = v_j R_j (sqrt(eps) I + sum_k v_k R_k)^-1``.
 
     They hold one ``C x C`` matrix per source and bin; :func:`wiener_gains_apply` applies them
@@ -153,14 +223,18 @@ def wiener_gains(psds: Tensor, covariances: Tensor, eps: float = 1e-10) -> Tenso
         covariances: Spatial covariances, ``[B, S, F, C, C]``.
         eps: Regularisation; ``sqrt(eps)`` times the identity is added to the mixture
             covariance. (Default: ``1e-10``)
+        ridge: Added times the identity instead of ``sqrt(eps)``. (Default: ``None``)
+        determinant_eps: Added to the mixture covariance's determinant when it is inverted,
+            as sigsep-mus-oracle regularises. (Default: ``0.0``)
 
     Returns:
         ``[B, S, F, T, C, C]``, complex, in the precision of ``covariances``.
     """
     _check_model(psds, covariances)
     psds_double, covariances_double = _double(psds), _double(covariances)
-    inverse = invert_channel_matrices(
-        _mixture_covariance(psds_double, covariances_double, eps)
+    ridge = eps**0.5 if ridge is None else ridge
+    inverse = _inverse_mixture_covariance(
+        psds_double, covariances_double, ridge, determinant_eps
     )  # B, F, T, C, C
     source_covariances = (
         psds_double[..., None, None].to(covariances_double.dtype) * covariances_double[:, :, :, None]
@@ -175,6 +249,8 @@ def wiener_gains_apply(
     covariances: Tensor,
     eps: float = 1e-10,
     block_frames: int = FRAMES_PER_BLOCK,
+    ridge: float | None = None,
+    determinant_eps: float = 0.0,
 ) -> Tensor:
     """Separate a mixture with the multichannel Wiener gains of :func:`wiener_gains`.
 
@@ -189,6 +265,10 @@ def wiener_gains_apply(
         eps: Regularisation; ``sqrt(eps)`` times the identity is added to the mixture
             covariance before it is inverted. (Default: ``1e-10``)
         block_frames: Frames handled at once. (Default: ``256``)
+        ridge: Added times the identity instead of ``sqrt(eps)``; ``0.0`` for none, as in
+            sigsep-mus-oracle. (Default: ``None``)
+        determinant_eps: Added to the mixture covariance's determinant when it is inverted,
+            as sigsep-mus-oracle regularises. (Default: ``0.0``)
 
     Returns:
         The source estimates, ``[B, S, C, F, T]``, complex, in the precision of ``mix_stft``.
@@ -211,12 +291,13 @@ def wiener_gains_apply(
     if block_frames < 1:
         raise ValueError(f"block_frames must be positive, got {block_frames}")
     mix_double, psds_double, covariances_double = _double(mix_stft), _double(psds), _double(covariances)
+    ridge = eps**0.5 if ridge is None else ridge
     blocks = []
     for start in range(0, frames, block_frames):
         block = slice(start, start + block_frames)
         block_psds = psds_double[..., block]  # B, S, F, Tb
-        inverse = invert_channel_matrices(
-            _mixture_covariance(block_psds, covariances_double, eps)
+        inverse = _inverse_mixture_covariance(
+            block_psds, covariances_double, ridge, determinant_eps
         )  # B, F, Tb, C, C
         mixture = mix_double[..., block].permute(0, 2, 3, 1)  # B, F, Tb, C
         whitened = (inverse @ mixture[..., None])[..., 0]  # B, F, Tb, C
@@ -226,7 +307,11 @@ def wiener_gains_apply(
 
 
 def expectation_maximization(
-    mix_stft: Tensor, initial_estimates: Tensor, iterations: int, eps: float = 1e-10
+    mix_stft: Tensor,
+    initial_estimates: Tensor,
+    iterations: int,
+    eps: float = 1e-10,
+    ridge: float | None = None,
 ) -> Tensor:
     """Refine source estimates by the expectation-maximisation of norbert and Open-Unmix.
 
@@ -242,6 +327,8 @@ def expectation_maximization(
             (e.g. magnitude estimates with the mixture's phase).
         iterations: Number of iterations; ``0`` returns the initial estimates.
         eps: Regularisation of the covariances and of the inverse. (Default: ``1e-10``)
+        ridge: Added times the identity to the mixture covariance instead of ``sqrt(eps)``.
+            (Default: ``None``)
 
     Returns:
         The refined estimates, ``[B, S, C, F, T]``, in the precision of ``initial_estimates``.
@@ -266,7 +353,7 @@ def expectation_maximization(
     for _ in range(iterations):
         psds = power_spectral_density(estimates)  # B, S, F, T
         covariances = spatial_covariance(estimates, psds, eps)  # B, S, F, C, C
-        estimates = wiener_gains_apply(mix_double, psds, covariances, eps)  # B, S, C, F, T
+        estimates = wiener_gains_apply(mix_double, psds, covariances, eps, ridge=ridge)  # B, S, C, F, T
     return estimates.to(initial_estimates.dtype)
 
 
@@ -341,12 +428,26 @@ def wiener_filter(
             f"expected magnitudes [batch, sources, {', '.join(map(str, mix_stft.shape[1:]))}], "
             f"got {list(magnitudes.shape)}"
         )
-    if scale_factor <= 0:
-        raise ValueError(f"scale_factor must be positive, got {scale_factor}")
     if softmask:
         estimates = softmask_estimates(magnitudes, mix_stft, eps)  # B, S, C, F, T
     else:
         estimates = mixture_phase_estimates(magnitudes, mix_stft)  # B, S, C, F, T
+    return _refine(estimates, mix_stft, iterations, residual, eps, scale_factor)
+
+
+def _refine(
+    estimates: Tensor,
+    mix_stft: Tensor,
+    iterations: int,
+    residual: bool,
+    eps: float,
+    scale_factor: float,
+    ridge: float | None = None,
+) -> Tensor:
+    """The steps that Open-Unmix and Demucs take alike after their initial estimates
+    ``[B, S, C, F, T]``: the residual source, the scaling, the iterations, the scaling back."""
+    if scale_factor <= 0:
+        raise ValueError(f"scale_factor must be positive, got {scale_factor}")
     if residual:
         remainder = mix_stft - estimates.sum(dim=1)  # B, C, F, T
         estimates = torch.cat([estimates, remainder[:, None]], dim=1)  # B, S+1, C, F, T
@@ -354,14 +455,81 @@ def wiener_filter(
         return estimates.to(mix_stft.dtype)
     peak = mix_stft.abs().flatten(1).amax(dim=1)  # B
     scale = torch.clamp(peak / scale_factor, min=1.0)[:, None, None, None]  # B, 1, 1, 1
-    refined = expectation_maximization(mix_stft / scale, estimates / scale[:, None], iterations, eps)
+    refined = expectation_maximization(mix_stft / scale, estimates / scale[:, None], iterations, eps, ridge)
     return (refined * scale[:, None]).to(mix_stft.dtype)  # B, S(+1), C, F, T
+
+
+def demucs_wiener(
+    magnitudes: Tensor,
+    mix_stft: Tensor,
+    iterations: int,
+    residual: bool = False,
+    eps: float = 1e-10,
+    scale_factor: float = 10.0,
+) -> Tensor:
+    """Complex stems of one item from magnitude estimates, as Hybrid Demucs post-processes them
+    (``demucs.wiener.wiener``, Demucs's copy of Open-Unmix's filter, without soft masks).
+
+    :func:`wiener_filter` with the mixture's phase as the start, and Demucs's numerics where
+    they differ from norbert's:
+
+    * the phase is ``atan(im / re)`` shifted by a float32 pi in the left half-plane, which
+      float64 results show (up to 1e-7 rad);
+    * Demucs's ``atan2`` turns the mixture's zero bins into ``1 + 0j`` in place, so they are
+      that for the residual and the iterations too;
+    * ``eps`` and the ridge ``sqrt(eps)`` are float32 numbers whatever the precision.
+
+    The iterations run in double precision, as everywhere in this module.
+
+    Args:
+        magnitudes: Non-negative magnitude estimates, ``[S, C, F, T]`` (``C`` is 1 or 2).
+        mix_stft: The mixture's complex STFT, ``[C, F, T]``.
+        iterations: Expectation-maximisation rounds; ``0`` keeps the mixture's phase.
+        residual: Add a last source, the mixture minus the others, before the rounds.
+            (Default: ``False``)
+        eps: Regularisation (see the module docstring). (Default: ``1e-10``)
+        scale_factor: Largest mixture magnitude the iterations see. (Default: ``10.0``)
+
+    Returns:
+        ``[S, C, F, T]``, or ``[S + 1, C, F, T]`` with ``residual``; complex, in the precision
+        of ``mix_stft``.
+    """
+    if magnitudes.dim() != 4 or list(magnitudes.shape[1:]) != list(mix_stft.shape):
+        raise ValueError(
+            f"expected magnitudes [sources, {', '.join(map(str, mix_stft.shape))}], "
+            f"got {list(magnitudes.shape)}"
+        )
+    _check_channels(mix_stft.shape[0], "demucs_wiener")
+    mix_stft = torch.where(mix_stft == 0, torch.ones_like(mix_stft), mix_stft)
+    phase = _demucs_phase(mix_stft)  # C, F, T
+    estimates = torch.complex(magnitudes * phase.cos(), magnitudes * phase.sin())  # S, C, F, T
+    eps_float32 = torch.tensor(eps, dtype=torch.float32)
+    ridge = eps_float32.sqrt().item()
+    refined = _refine(
+        estimates[None], mix_stft[None], iterations, residual, eps_float32.item(), scale_factor, ridge
+    )
+    return refined[0]  # S(+1), C, F, T
+
+
+def _demucs_phase(mix_stft: Tensor) -> Tensor:
+    """The phase of the non-zero bins of ``mix_stft`` as Demucs's ``atan2`` computes it: from
+    ``atan(im / re)``, with a float32 pi for the left half-plane."""
+    half_turn = torch.tensor(math.pi, dtype=torch.float32).item()
+    real, imag = mix_stft.real, mix_stft.imag
+    on_axis = real == 0
+    angle = torch.atan(imag / torch.where(on_axis, torch.ones_like(real), real))
+    angle = angle + (real < 0) * torch.where(imag >= 0, half_turn, -half_turn)
+    return torch.where(on_axis, torch.sign(imag) * (half_turn / 2), angle)
 
 
 __all__ = [
     "FRAMES_PER_BLOCK",
+    "demucs_wiener",
     "expectation_maximization",
+    "explained_power_spectral_density",
+    "invert_channel_matrices",
     "mixture_phase_estimates",
+    "normalised_spatial_covariance",
     "power_spectral_density",
     "softmask_estimates",
     "spatial_covariance",

@@ -37,7 +37,7 @@ from torch.nn import functional as F
 
 from sepzoo import DEFAULT_SOURCES
 from sepzoo.dsp.stft import STFT
-from sepzoo.dsp.wiener import invert_channel_matrices
+from sepzoo.dsp.wiener import demucs_wiener
 from sepzoo.models import register_model
 from sepzoo.models._demucs_layers import ResidualBranch, rescale_conv_weights
 from sepzoo.models.base import Separator
@@ -857,7 +857,7 @@ class HybridDemucs(Separator):
         items = []
         for item in range(spectrum.shape[0]):
             windows = [
-                multichannel_wiener(
+                demucs_wiener(
                     estimate[item, ..., start : start + WIENER_WINDOW],
                     spectrum[item, ..., start : start + WIENER_WINDOW],
                     iterations,
@@ -869,79 +869,6 @@ class HybridDemucs(Separator):
         return torch.stack(items)  # B, S, C, Fr, N
 
 
-def multichannel_wiener(
-    magnitudes: Tensor,
-    mix: Tensor,
-    iterations: int,
-    residual: bool = False,
-    eps: float = 1e-10,
-    scale_factor: float = 10.0,
-) -> Tensor:
-    """Complex stems from magnitude estimates: the mixture's phase, refined by ``iterations``
-    rounds of the expectation-maximisation of the multichannel Wiener filter, as in Open-Unmix
-    (``openunmix.filtering.wiener`` without soft masks).
-
-    Each round estimates, from the current stems, each source's power spectral density (per
-    bin and frame, averaged over channels) and spatial covariance (per bin, over the frames
-    given), then separates the mixture again with the gains ``v_j R_j (sum_k v_k R_k)^-1``.
-
-    Args:
-        magnitudes: Magnitude estimates, ``[S, C, Fr, N]`` (``C`` is 1 or 2).
-        mix: The mixture's STFT, ``[C, Fr, N]``, complex.
-        iterations: Rounds of expectation-maximisation; ``0`` keeps the mixture's phase.
-        residual: Add a last source, the mixture minus the others, before the rounds.
-            (Default: ``False``)
-        eps: Regularisation of the covariances and of the divisions. (Default: ``1e-10``)
-        scale_factor: The rounds run on signals scaled down to a peak of at most this value,
-            for numerical stability. (Default: ``10.0``)
-
-    Returns:
-        The complex stems, ``[S, C, Fr, N]`` (``[S + 1, ...]`` with ``residual``).
-    """
-    if mix.shape[0] not in (1, 2):
-        raise ValueError(f"the Wiener filter handles 1 or 2 channels, got {mix.shape[0]}")
-    # The reference takes the phase of a zero bin as 0 and then treats the bin as 1 + 0j.
-    mix = torch.where(mix == 0, torch.ones_like(mix), mix)
-    phase = _reference_phase(mix)
-    stems = torch.complex(magnitudes * phase.cos(), magnitudes * phase.sin())  # S, C, Fr, N
-    if residual:
-        stems = torch.cat([stems, (mix - stems.sum(dim=0))[None]])
-    if iterations == 0:
-        return stems
-    peak = mix.abs().max() / scale_factor
-    scale = torch.clamp(peak, min=1.0)
-    mix, stems = mix / scale, stems / scale
-    # The reference rounds eps and the regularisation sqrt(eps) to float32 whatever the dtype.
-    ridge = torch.tensor(eps, dtype=torch.float32).sqrt().item()
-    eps = torch.tensor(eps, dtype=torch.float32).item()
-    channels = mix.shape[0]
-    identity = torch.eye(channels, dtype=mix.dtype, device=mix.device)
-    mix_bins = mix.permute(1, 2, 0)[..., None]  # Fr, N, C, 1
-    for _ in range(iterations):
-        bins = stems.permute(0, 2, 3, 1)  # S, Fr, N, C
-        power = (bins.real**2 + bins.imag**2).mean(dim=-1)  # S, Fr, N
-        outer = bins[..., :, None] * bins[..., None, :].conj()  # S, Fr, N, C, C
-        covariance = outer.sum(dim=2) / (eps + power.sum(dim=2))[..., None, None]  # S, Fr, C, C
-        weighted = power[..., None, None] * covariance[:, :, None]  # S, Fr, N, C, C
-        mixture = ridge * identity + weighted.sum(dim=0)  # Fr, N, C, C
-        gains = (
-            covariance[:, :, None] @ invert_channel_matrices(mixture) * power[..., None, None]
-        )  # S, Fr, N, C, C
-        stems = (gains @ mix_bins)[..., 0].permute(0, 3, 1, 2)  # S, C, Fr, N
-    return stems * scale
-
-
-def _reference_phase(mix: Tensor) -> Tensor:
-    """The phase of the non-zero bins of ``mix`` as Open-Unmix computes it: from ``atan(im / re)``
-    with a float32 pi for the left half-plane, which float64 results show (up to 1e-7 rad)."""
-    half_turn = torch.tensor(math.pi, dtype=torch.float32).item()
-    real, imag = mix.real, mix.imag
-    on_axis = real == 0
-    angle = torch.atan(imag / torch.where(on_axis, torch.ones_like(real), real))
-    angle = angle + (real < 0) * torch.where(imag >= 0, half_turn, -half_turn)
-    return torch.where(on_axis, torch.sign(imag) * (half_turn / 2), angle)
-
-
 __all__ = [
     "BandSplitDecoderLayer",
     "BandSplitEncoderLayer",
@@ -950,7 +877,6 @@ __all__ = [
     "HybridDemucs",
     "HybridEncoderLayer",
     "LayerPlan",
-    "multichannel_wiener",
     "pad_reflect",
     "plan_layers",
 ]

@@ -28,14 +28,17 @@ from torch import Tensor
 
 from sepzoo import DEFAULT_SOURCES
 from sepzoo.dsp.stft import STFT
-from sepzoo.dsp.wiener import invert_channel_matrices
+from sepzoo.dsp.wiener import (
+    explained_power_spectral_density,
+    normalised_spatial_covariance,
+    power_spectral_density,
+    wiener_gains_apply,
+)
 from sepzoo.models import register_model
 from sepzoo.models.base import Separator
 
 EPS = float(torch.finfo(torch.float64).eps)
 """The ``eps`` of mus-oracle (NumPy's float64 epsilon)."""
-
-TINY = float(torch.finfo(torch.float64).tiny)
 
 
 class _Oracle(Separator):
@@ -201,43 +204,13 @@ class OracleWienerFilter(_Oracle):
     whole_track = True
     test_kwargs: ClassVar[dict] = {"n_fft": 64, "hop_length": 32}
 
-    frames_per_block: ClassVar[int] = 256
-    """Frames filtered at once: bounds the memory of the per-frame 2x2 matrices."""
-
     def separate(self, mix_spectra: Tensor, stem_spectra: Tensor) -> Tensor:
-        channels, frames = mix_spectra.shape[1], mix_spectra.shape[-1]
-        stems = stem_spectra.permute(0, 1, 3, 4, 2)  # B, S, F, N, C
-        density = stems.abs().pow(2).mean(dim=-1)  # B, S, F, N
-        # mean over frames of S S^H / (eps + v): the spatial covariance, up to scale
-        weights = (1 / (EPS + density)).to(stems.dtype)
-        covariance = torch.einsum("bsfnc,bsfnd,bsfn->bsfcd", stems, stems.conj(), weights) / frames
-        # A stem silent at some frequency keeps a zero covariance there (and a zero estimate)
-        # instead of dividing zero by zero.
-        trace = torch.diagonal(covariance, dim1=-2, dim2=-1).sum(-1).real.clamp_min(TINY)  # B, S, F
-        identity = torch.eye(channels, dtype=covariance.dtype, device=covariance.device)
-        covariance = covariance * (channels / trace)[..., None, None] + EPS * identity  # B, S, F, C, C
-        # Re tr(R^-1 S S^H) / C: the density the spatial model explains.
-        inverse = _invert_regularised(covariance)
-        density = torch.einsum("bsfcd,bsfnd,bsfnc->bsfn", inverse, stems, stems.conj()).real / channels
-        mix = mix_spectra.permute(0, 2, 3, 1)  # B, F, N, C
-        estimates = torch.empty_like(stems)  # B, S, F, N, C
-        for start in range(0, frames, self.frames_per_block):
-            block = slice(start, start + self.frames_per_block)
-            source_density = density[..., block].to(stems.dtype)  # B, S, F, n
-            mixture_covariance = torch.einsum("bsfn,bsfcd->bfncd", source_density, covariance)
-            whitened = (_invert_regularised(mixture_covariance) @ mix[:, :, block].unsqueeze(-1)).squeeze(
-                -1
-            )  # B, F, n, C
-            filtered = torch.einsum("bsfcd,bfnd->bsfnc", covariance, whitened)  # B, S, F, n, C
-            estimates[:, :, :, block] = source_density.unsqueeze(-1) * filtered
-        return estimates.permute(0, 1, 4, 2, 3)  # B, S, C, F, N
-
-
-def _invert_regularised(matrices: Tensor) -> Tensor:
-    """Inverse of 1x1 or 2x2 matrices ``[..., C, C]`` with ``eps`` added to the determinant."""
-    if matrices.shape[-1] > 2:
-        raise ValueError(f"the oracle Wiener filter handles 1 or 2 channels, got {matrices.shape[-1]}")
-    return invert_channel_matrices(matrices, determinant_eps=EPS)
+        density = power_spectral_density(stem_spectra)  # B, S, F, N
+        covariance = normalised_spatial_covariance(stem_spectra, density, EPS)  # B, S, F, C, C
+        density = explained_power_spectral_density(stem_spectra, covariance, determinant_eps=EPS)
+        return wiener_gains_apply(
+            mix_spectra, density, covariance, ridge=0.0, determinant_eps=EPS
+        )  # B, S, C, F, N
 
 
 @register_model("mix")
