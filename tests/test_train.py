@@ -216,7 +216,9 @@ def test_fine_tuning_starts_from_a_model_file_and_refuses_another_model(tiny_rec
         build_components(load_recipe(tiny_recipe, [f"train.init_from={other}"]))
 
 
-def test_partial_fine_tuning_to_another_source_list_reports_what_it_kept(tiny_recipe, tmp_path, capsys):
+def test_partial_fine_tuning_to_another_source_list_reports_what_it_kept(tiny_recipe, tmp_path, caplog):
+    import logging
+
     from sepzoo.errors import CheckpointError
     from sepzoo.models import create_model
     from sepzoo.models.files import save_model_file
@@ -231,8 +233,9 @@ def test_partial_fine_tuning_to_another_source_list_reports_what_it_kept(tiny_re
     with pytest.raises(CheckpointError, match=r"shape mismatch: mask_estimator\.mask_conv\.weight"):
         build_components(load_recipe(tiny_recipe, [f"train.init_from={path}"]))
     overrides = [f"train.init_from={path}", "train.init_strict=false"]
+    caplog.set_level(logging.INFO, logger="sepzoo")
     _, task = build_components(load_recipe(tiny_recipe, overrides))
-    report = capsys.readouterr().out
+    report = caplog.text
     assert "tensors loaded" in report and "shape mismatch: mask_estimator.mask_conv.weight" in report
     for key, value in donor.state_dict().items():
         if key != "mask_estimator.mask_conv.weight":

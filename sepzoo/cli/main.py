@@ -272,6 +272,23 @@ class _BelowWarning(logging.Filter):
         return record.levelno < logging.WARNING
 
 
+class _CurrentStream(logging.StreamHandler):
+    """Writes to whatever ``sys.stdout`` or ``sys.stderr`` is when a line is logged, so that a
+    caller who redirects them after set-up (a test harness, say) still gets the lines."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self._name = name
+
+    @property
+    def stream(self) -> object:  # type: ignore[override]
+        return getattr(sys, self._name)
+
+    @stream.setter
+    def stream(self, value: object) -> None:
+        pass  # the stream is looked up at each line
+
+
 def configure_logging(verbosity: int) -> None:
     """Show the ``sepzoo`` logger's lines: progress on stdout, warnings and errors on stderr.
 
@@ -285,9 +302,9 @@ def configure_logging(verbosity: int) -> None:
     logger = logging.getLogger("sepzoo")
     for handler in list(logger.handlers):
         logger.removeHandler(handler)  # a second call in one process replaces the first
-    progress = logging.StreamHandler(sys.stdout)
+    progress = _CurrentStream("stdout")
     progress.addFilter(_BelowWarning())
-    problems = logging.StreamHandler(sys.stderr)
+    problems = _CurrentStream("stderr")
     problems.setLevel(logging.WARNING)
     detail = "%(name)s: %(message)s" if level <= logging.DEBUG else "%(message)s"
     for handler in (progress, problems):
