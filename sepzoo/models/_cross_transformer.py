@@ -204,17 +204,39 @@ class FeedForward(nn.Module):
 
 
 class _AttentionLayer(nn.Module):
+    """What self- and cross-attention layers share: attention, a feed-forward network, their
+    normalizations and layer scales.
+
+    Args:
+        dim: Number of channels.
+        num_heads: Number of attention heads; must divide ``dim``.
+        hidden_dim: Hidden width of the feed-forward network.
+        dropout: Dropout probability, in attention and in the sub-blocks. (Default: ``0.0``)
+        gelu: GELU in the feed-forward network, else ReLU. (Default: ``True``)
+        norm_first: Normalize the input of each sub-block (pre-norm) instead of the residual
+            sum (post-norm). (Default: ``False``)
+        norm_out: With ``norm_first``, end the layer with a one-group
+            :class:`ChannelLastGroupNorm`; ignored otherwise. (Default: ``False``)
+        group_norm: Use one-group :class:`ChannelLastGroupNorm` instead of ``nn.LayerNorm``.
+            (Default: ``False``)
+        layer_scale: Scale each sub-block's output by a :class:`LayerScale` initialized to
+            ``1e-4``. (Default: ``False``)
+    """
+
+    attends_to_context: bool = False
+    """Whether the layer attends to a second sequence, which then gets its own normalization."""
+
     def __init__(
         self,
         dim: int,
         num_heads: int,
         hidden_dim: int,
-        dropout: float,
-        gelu: bool,
-        norm_first: bool,
-        norm_out: bool,
-        group_norm: bool,
-        layer_scale: bool,
+        dropout: float = 0.0,
+        gelu: bool = True,
+        norm_first: bool = False,
+        norm_out: bool = False,
+        group_norm: bool = False,
+        layer_scale: bool = False,
     ) -> None:
         super().__init__()
         if dim % num_heads != 0:
@@ -230,6 +252,11 @@ class _AttentionLayer(nn.Module):
         self.output_norm = ChannelLastGroupNorm(dim) if norm_first and norm_out else None
         self.attention_scale = LayerScale(dim) if layer_scale else nn.Identity()
         self.feedforward_scale = LayerScale(dim) if layer_scale else nn.Identity()
+        if self.attends_to_context:
+            self.context_norm = _make_norm(dim, group_norm)
+            if not norm_first:
+                # Unused parameters that require gradients break DistributedDataParallel.
+                self.context_norm.requires_grad_(False)
 
     def _attend(self, query: Tensor, context: Tensor) -> Tensor:
         # nn.MultiheadAttention's maths on its own parameters, through scaled_dot_product_attention:
@@ -263,39 +290,10 @@ class SelfAttentionLayer(_AttentionLayer):
     """Transformer encoder layer over one sequence: self-attention, then a feed-forward network.
 
     Each sub-block is residual, its output optionally multiplied by a :class:`LayerScale`, and
-    normalized before (``norm_first``) or after the residual sum.
-
-    Args:
-        dim: Number of channels.
-        num_heads: Number of attention heads; must divide ``dim``.
-        hidden_dim: Hidden width of the feed-forward network.
-        dropout: Dropout probability, in attention and in the sub-blocks. (Default: ``0.0``)
-        gelu: GELU in the feed-forward network, else ReLU. (Default: ``True``)
-        norm_first: Normalize the input of each sub-block (pre-norm) instead of the residual
-            sum (post-norm). (Default: ``False``)
-        norm_out: With ``norm_first``, end the layer with a one-group
-            :class:`ChannelLastGroupNorm`; ignored otherwise. (Default: ``False``)
-        group_norm: Use one-group :class:`ChannelLastGroupNorm` instead of ``nn.LayerNorm``.
-            (Default: ``False``)
-        layer_scale: Scale each sub-block's output by a :class:`LayerScale` initialized to
-            ``1e-4``. (Default: ``False``)
+    normalized before (``norm_first``) or after the residual sum. The arguments are those of
+    every attention layer (``dim``, ``num_heads``, ``hidden_dim``, ``dropout``, ``gelu``,
+    ``norm_first``, ``norm_out``, ``group_norm``, ``layer_scale``; see :class:`_AttentionLayer`).
     """
-
-    def __init__(
-        self,
-        dim: int,
-        num_heads: int,
-        hidden_dim: int,
-        dropout: float = 0.0,
-        gelu: bool = True,
-        norm_first: bool = False,
-        norm_out: bool = False,
-        group_norm: bool = False,
-        layer_scale: bool = False,
-    ) -> None:
-        super().__init__(
-            dim, num_heads, hidden_dim, dropout, gelu, norm_first, norm_out, group_norm, layer_scale
-        )
 
     def forward(self, x: Tensor) -> Tensor:
         """Apply the layer to ``x`` (``[batch, tokens, dim]``).
@@ -317,43 +315,11 @@ class CrossAttentionLayer(_AttentionLayer):
     The queries come from ``query`` and the keys and values from ``context``; the residual
     stream is ``query``'s. In pre-norm mode the context has its own normalization
     (``context_norm``). Post-norm layers never use ``context_norm``: it is kept, frozen, only so
-    that checkpoints of the reference implementation (which has it too) load strictly.
-
-    Args:
-        dim: Number of channels.
-        num_heads: Number of attention heads; must divide ``dim``.
-        hidden_dim: Hidden width of the feed-forward network.
-        dropout: Dropout probability, in attention and in the sub-blocks. (Default: ``0.0``)
-        gelu: GELU in the feed-forward network, else ReLU. (Default: ``True``)
-        norm_first: Normalize the input of each sub-block (pre-norm) instead of the residual
-            sum (post-norm). (Default: ``False``)
-        norm_out: With ``norm_first``, end the layer with a one-group
-            :class:`ChannelLastGroupNorm`; ignored otherwise. (Default: ``False``)
-        group_norm: Use one-group :class:`ChannelLastGroupNorm` instead of ``nn.LayerNorm``.
-            (Default: ``False``)
-        layer_scale: Scale each sub-block's output by a :class:`LayerScale` initialized to
-            ``1e-4``. (Default: ``False``)
+    that checkpoints of the reference implementation (which has it too) load strictly. The
+    arguments are those of every attention layer (see :class:`_AttentionLayer`).
     """
 
-    def __init__(
-        self,
-        dim: int,
-        num_heads: int,
-        hidden_dim: int,
-        dropout: float = 0.0,
-        gelu: bool = True,
-        norm_first: bool = False,
-        norm_out: bool = False,
-        group_norm: bool = False,
-        layer_scale: bool = False,
-    ) -> None:
-        super().__init__(
-            dim, num_heads, hidden_dim, dropout, gelu, norm_first, norm_out, group_norm, layer_scale
-        )
-        self.context_norm = _make_norm(dim, group_norm)
-        if not norm_first:
-            # Unused parameters that require gradients break DistributedDataParallel.
-            self.context_norm.requires_grad_(False)
+    attends_to_context = True
 
     def forward(self, query: Tensor, context: Tensor) -> Tensor:
         """Let ``query`` (``[batch, tokens, dim]``) attend to ``context`` (``[batch, tokens2, dim]``).
