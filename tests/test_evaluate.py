@@ -173,6 +173,22 @@ def test_an_interrupted_evaluation_resumes_and_another_one_is_refused(capsys, to
     assert json.loads(first.read_text())["sepzoo"]["model"] == "irm1"
 
 
+def test_a_per_track_file_that_breaks_its_shape_is_named_and_scored_again(capsys, toy_root, tmp_path):
+    out = tmp_path / "ev"
+    args = ("eval", "-n", "ibm1", "--root", str(toy_root), "-o", str(out), "--tracks", "1")
+    code, _, err = run(capsys, *args)
+    assert code == 0, err
+    (first,) = (out / "test").glob("*.json")
+    data = json.loads(first.read_text())
+    data["sepzoo"]["nSDRR"] = data["sepzoo"].pop("nSDR")
+    first.write_text(json.dumps(data))
+    code, stdout, err = run(capsys, *args)
+    assert code == 0, err
+    assert f"{first}: unknown key 'sepzoo.nSDRR'" in err and "did you mean 'sepzoo.nSDR'" in err
+    assert "scoring the track again" in err and "already scored" not in stdout
+    assert json.loads(first.read_text())["sepzoo"]["nSDR"]
+
+
 def test_saved_estimates_score_the_same_when_read_back(capsys, toy_root, tmp_path, irm2_eval):
     out = tmp_path / "saved"
     code, _, err = run(

@@ -11,13 +11,14 @@ nSDR, SI-SDR and SD-SDR per track (see :mod:`sepzoo.evaluation.scores`). Results
   (tracks already scored are skipped) and a different run is not mixed into the same folder;
 * optionally ``OUT/estimates/<subset>/<track>/<source>.wav`` and a W&B run (offline unless
   an API key is configured) holding the tables.
+
+The JSON records' shapes are declared, and read back, in :mod:`sepzoo.evaluation.records`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import os
 import shutil
 import tempfile
@@ -235,7 +236,8 @@ def evaluate(
     """
     from tqdm import tqdm
 
-    from sepzoo.evaluation.scores import aggregate, record_from_json
+    from sepzoo.evaluation.records import read_track_record
+    from sepzoo.evaluation.scores import aggregate
 
     if (model_spec is None) == (estimates is None):
         raise SepzooError("eval: give either a model (-n) or --estimates DIR, not both or neither")
@@ -266,13 +268,11 @@ def evaluate(
         bar = tqdm(tracks, desc="eval", unit="track", disable=not progress)
         for track in bar:
             path = results_dir / f"{_safe_name(track.name)}.json"
-            if path.is_file():
-                try:
-                    records[track.name] = record_from_json(json.loads(path.read_text()))
-                    resumed += 1
-                    continue
-                except (ValueError, KeyError, TypeError):
-                    pass  # unreadable: score the track again
+            record = read_track_record(path) if path.is_file() else None  # None: score it (again)
+            if record is not None:
+                records[track.name] = record
+                resumed += 1
+                continue
             record = scorer.score(track, estimates_dir)
             records[track.name] = record
             _write_track(path, track.name, record, identity)
@@ -438,15 +438,12 @@ def _fingerprint(model: torch.nn.Module) -> str:
 def _prepare_out(out: Path, results_dir: Path, identity: dict[str, Any], force: bool) -> None:
     """Check ``out`` before any track is scored: resume the same evaluation, refuse another
     one, clear both with ``force``, and make sure the folder can be written."""
+    from sepzoo.evaluation.records import EvalIdentity, read_identity
+
     identity_file = out / IDENTITY_FILE
     holds_results = (out / "summary.json").exists() or (results_dir.is_dir() and any(results_dir.iterdir()))
-    previous = None
-    if identity_file.is_file():
-        try:
-            previous = json.loads(identity_file.read_text())
-        except ValueError:
-            previous = None
-    if (holds_results or previous is not None) and previous != identity and not force:
+    previous = read_identity(identity_file)
+    if (holds_results or previous is not None) and previous != EvalIdentity(**identity) and not force:
         raise OutputExistsError(
             f"{out}: already holds the results of another evaluation; pass --force to replace them "
             "or choose another -o"
