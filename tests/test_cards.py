@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import replace
+import re
 from pathlib import Path
 
 import pytest
@@ -106,31 +106,33 @@ def test_misspelled_key_names_file_path_and_closest_key(tmp_path, good_card_data
 def test_misspelled_nested_key_gives_dotted_path(tmp_path, good_card_data):
     data = yaml.safe_load(yaml.safe_dump(good_card_data))
     data["published_results"][0]["valeus"] = data["published_results"][0].pop("values")
-    with pytest.raises(ConfigError, match=r"published_results\[0\]\.valeus.*did you mean 'values'"):
+    with pytest.raises(
+        ConfigError, match=r"published_results\[0\]\.valeus.*did you mean 'published_results\[0\]\.values'"
+    ):
         load_card(write_card(tmp_path, data))
     data = yaml.safe_load(yaml.safe_dump(good_card_data))
     data["paper"]["yaer"] = data["paper"].pop("year")
-    with pytest.raises(ConfigError, match=r"paper\.yaer.*did you mean 'year'"):
+    with pytest.raises(ConfigError, match=r"paper\.yaer.*did you mean 'paper\.year'"):
         load_card(write_card(tmp_path, data))
 
 
 def test_missing_key_is_named(tmp_path, good_card_data):
     data = dict(good_card_data)
     del data["recipe"]
-    with pytest.raises(ConfigError, match="missing required key 'recipe'"):
+    with pytest.raises(ConfigError, match="recipe: must be set"):
         load_card(write_card(tmp_path, data))
 
 
 def test_wrong_type_names_key_expected_and_got(tmp_path, good_card_data):
     data = dict(good_card_data, parameters="ten million")
-    with pytest.raises(ConfigError, match=r"parameters must be an integer, got str 'ten million'"):
+    with pytest.raises(ConfigError, match=r"parameters: expected int, got str 'ten million'"):
         load_card(write_card(tmp_path, data))
     data = yaml.safe_load(yaml.safe_dump(good_card_data))
     data["published_results"][0]["values"]["drums"] = "high"
-    with pytest.raises(ConfigError, match=r"published_results\[0\]\.values\.drums must be a finite number"):
+    with pytest.raises(ConfigError, match=r"published_results\[0\]\.values\.drums: expected float"):
         load_card(write_card(tmp_path, data))
     data = dict(good_card_data, model_file={"path": "w.th", "sha256": "abc"})
-    with pytest.raises(ConfigError, match="sha256 must be 64 lowercase hex digits"):
+    with pytest.raises(ConfigError, match="sha256: expected 64 lowercase hex digits"):
         load_card(write_card(tmp_path, data))
 
 
@@ -248,6 +250,39 @@ MEASURED = MeasuredResult(
 )
 
 
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (
+            lambda card: card["published_results"][0]["values"].update(drums=float("inf")),
+            r"published_results\[0\]\.values\.drums: expected a finite number, got float inf$",
+        ),
+        (
+            lambda card: card.update(measured_results=[dict(vars(MEASURED), date="26 Nov 2026")]),
+            r"measured_results\[0\]\.date: expected an ISO date \(YYYY-MM-DD\), got str '26 Nov 2026'$",
+        ),
+        (
+            lambda card: card["paper"].update(authors=[]),
+            r"paper\.authors: expected a non-empty list of strings, got list \[\]$",
+        ),
+        (lambda card: card.update(title="  "), r"title: expected a non-empty string, got str '  '$"),
+        (lambda card: card.update(sources="drums"), r"sources: expected list, got str 'drums'$"),
+    ],
+    ids=["infinite", "date", "no-authors", "blank", "not-a-list"],
+)
+def test_a_bad_card_value_is_one_line_naming_the_file_and_the_dotted_key(
+    tmp_path, good_card_data, change, expected
+):
+    data = yaml.safe_load(yaml.safe_dump(good_card_data))
+    change(data)
+    path = write_card(tmp_path, data)
+    with pytest.raises(ConfigError) as info:
+        load_card(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: ") and "\n" not in message
+    assert re.search(expected, message), message
+
+
 def test_measured_notes_are_optional_and_parsed(tmp_path, good_card_data):
     entry = {key: value for key, value in vars(MEASURED).items() if key != "notes"}
     card = load_card(write_card(tmp_path, dict(good_card_data, measured_results=[entry])))
@@ -260,10 +295,10 @@ def test_measured_values_may_name_any_musdb_stem_but_not_a_misspelt_one(tmp_path
     # bsrnn estimates vocals at default settings; its toy recipe trains all four stems.
     root = repo_with_recipe(tmp_path, "recipes/musdb/bsrnn_vocals.yaml")
     text = (CARDS_DIR / "bsrnn.yaml").read_text(encoding="utf-8")
-    measured = replace(MEASURED, values={"all": 2.5, "drums": 1.0, "bass": 2.0, "vocals": 4.0})
+    measured = MEASURED.model_copy(update={"values": {"all": 2.5, "drums": 1.0, "bass": 2.0, "vocals": 4.0}})
     path = root / "zoo_cards" / "bsrnn.yaml"
     validate_card(parse_card(replace_measured_results(text, [measured], path), path), root)
-    misspelt = replace(MEASURED, values={"drum": 1.0})
+    misspelt = MEASURED.model_copy(update={"values": {"drum": 1.0}})
     card = parse_card(replace_measured_results(text, [misspelt], path), path)
     with pytest.raises(
         ConfigError, match=r"measured_results\[0\]\.values has unknown source 'drum'; did you mean"
@@ -282,8 +317,9 @@ def test_rewriting_measured_results_keeps_everything_else_as_written(tmp_path):
     assert rest.endswith("'a note: with a colon'\n# Weights are not released yet.\n\nmodel_file: null\n")
     card = parse_card(rewritten, CARDS_DIR / "conv_tasnet.yaml")
     assert card.measured_results == [MEASURED, MEASURED]
-    assert replace(card, measured_results=[]) == replace(
-        load_card(CARDS_DIR / "conv_tasnet.yaml"), measured_results=[]
+    unmeasured = {"measured_results": []}
+    assert card.model_copy(update=unmeasured) == load_card(CARDS_DIR / "conv_tasnet.yaml").model_copy(
+        update=unmeasured
     )
     assert all(len(line) <= 100 for line in rewritten.splitlines())
     assert replace_measured_results(rewritten, [], "conv_tasnet.yaml") == text

@@ -12,6 +12,7 @@ from sepzoo.cli.main import main
 from sepzoo.errors import ConfigError
 from sepzoo.evaluation.stats import compare_systems
 from sepzoo.experiments.compare import format_comparison, load_comparison_recipe
+from sepzoo.experiments.records import Comparison
 
 REPO = Path(__file__).resolve().parents[1]
 SOURCES = ["drums", "bass", "other", "vocals"]
@@ -46,7 +47,7 @@ def test_the_shipped_comparison_recipes_load_with_every_model_recipe():
     ]
     assert toy.oracles == ["irm2", "ibm2", "mwf"] and toy.seeds == [0]
     assert toy.budget_overrides() == ["trainer.max_steps=400", "trainer.max_time=00:00:02:00"]
-    assert toy.generate is not None and toy.generate["test_tracks"] >= 10
+    assert toy.generate is not None and (toy.generate.test_tracks or 0) >= 10
     musdb = load_comparison_recipe(
         REPO / "recipes" / "compare" / "musdb_wave_vs_spec.yaml", ["data.root=/data/musdb18hq"]
     )
@@ -67,7 +68,7 @@ def test_a_good_recipe_gives_labels_overrides_and_defaults(tmp_path):
     recipe = load_comparison_recipe(write_recipe(tmp_path, GOOD))
     assert [m.label for m in recipe.models] == ["conv_tasnet", "umx"]
     assert recipe.models[1].overrides == ("model.hidden_size=32",)
-    assert recipe.out == Path("runs/compare/check") and recipe.wandb["group"] == "check"
+    assert recipe.out == Path("runs/compare/check") and recipe.wandb.group == "check"
     assert (recipe.confidence, recipe.alpha, recipe.subset) == (0.95, 0.05, "test")
 
 
@@ -95,6 +96,52 @@ def test_a_bad_recipe_is_refused_in_one_line_naming_file_and_key(tmp_path, capsy
     assert main(["compare", str(path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (
+            ("budget: {steps: 10}", "budget: {stepz: 10}"),
+            "unknown key 'budget.stepz' for the `budget` section; did you mean 'budget.steps'?",
+        ),
+        (
+            ("label: umx", "lable: umx"),
+            "unknown key 'models[1].lable' for a model entry; did you mean 'models[1].label'?",
+        ),
+        (
+            ("name: check", "name: check\nstatistics: {confidence: high}"),
+            "statistics.confidence: expected float, got str 'high'",
+        ),
+        (
+            ("name: check", "name: check\nwandb: {mode: offfline}"),
+            "wandb.mode: expected one of 'auto', 'online', 'offline', 'disabled', got str 'offfline';"
+            " did you mean 'offline'",
+        ),
+        (
+            ("- REPO/recipes/toy/conv_tasnet.yaml", "- {recipe: a.yaml, members: [b.yaml]}"),
+            "models[0]: expected a recipe path, or a mapping with `recipe` or `members` (one of them)",
+        ),
+    ],
+    ids=["unknown-key", "nested-unknown-key", "wrong-type", "literal", "recipe-and-members"],
+)
+def test_a_bad_key_or_value_is_one_line_with_the_file_dotted_key_and_closest_key(tmp_path, change, expected):
+    path = write_recipe(tmp_path, GOOD.replace(*change))
+    with pytest.raises(ConfigError) as caught:
+        load_comparison_recipe(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: {expected}") and "\n" not in message
+
+
+def test_training_runs_are_told_the_comparisons_wandb_mode_even_when_disabled(tmp_path):
+    from sepzoo.experiments.compare import _train_overrides
+    from sepzoo.training.recipe import load_recipe
+
+    recipe = load_comparison_recipe(write_recipe(tmp_path, GOOD + "wandb: {mode: disabled}\n"))
+    entry = recipe.models[0]
+    overrides = _train_overrides(recipe, entry, "waveform", entry.recipes[0], tmp_path, 0)
+    assert "logger.mode=disabled" in overrides and not any(o.startswith("logger.name") for o in overrides)
+    assert load_recipe(entry.recipes[0], overrides).logger.mode == "disabled"
 
 
 def test_an_output_folder_holding_something_else_is_refused(tmp_path, capsys):
@@ -173,6 +220,8 @@ def test_the_terminal_table_labels_toy_results_and_says_what_is_significant():
     systems = [system("wave", "waveform", base + 1), system("spec", "spectrogram", base)]
     statistics = compare_systems(systems, SOURCES, resamples=500)
     comparison = {
+        "name": "table",
+        "dataset": {"tracks": [f"t{i}" for i in range(12)]},
         "toy": True,
         "sources": SOURCES,
         "confidence": 0.95,
@@ -182,7 +231,7 @@ def test_the_terminal_table_labels_toy_results_and_says_what_is_significant():
         "mixture": {"nSDR": {s: -5.0 for s in SOURCES}},
         **statistics,
     }
-    table = format_comparison(comparison)
+    table = format_comparison(Comparison.from_data(comparison))
     assert table.startswith("TOY DATA: a smoke test")
     assert "waveform - spectrogram: +1.00 dB (significant)" in table
     assert "mixture" in table and "-5.00" in table

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from sepzoo.cli.main import main
+from sepzoo.experiments.records import Comparison
 
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 SOURCES = ["drums", "bass", "other", "vocals"]
@@ -318,13 +319,13 @@ def test_merge_prefixes_clashing_labels_and_keeps_common_tracks_and_sources(eval
     summary["per_track"].pop(sorted(summary["per_track"])[0])
     (second / "summary.json").write_text(json.dumps(summary))
     comparison, excerpt = load_comparison([first, second])
-    assert [s["label"] for s in comparison["systems"]] == ["a/irm2", "b/irm2"]
-    assert comparison["sources"] == ["drums", "bass", "other"]
-    assert comparison["dataset"]["tracks"] == sorted(summary["per_track"])
-    assert all(s["summary"]["nSDR"]["drums"]["count"] == 2 for s in comparison["systems"])
-    assert excerpt.track == comparison["dataset"]["tracks"][0]
+    assert [s.label for s in comparison.systems] == ["a/irm2", "b/irm2"]
+    assert comparison.sources == ["drums", "bass", "other"]
+    assert comparison.dataset.tracks == sorted(summary["per_track"])
+    assert all(s.summary["nSDR"]["drums"].count == 2 for s in comparison.systems)
+    assert excerpt.track == comparison.dataset.tracks[0]
     assert set(excerpt.systems) == {"a/irm2", "b/irm2"}  # both saved their estimates of that track
-    assert comparison["toy"] and comparison["domains"] == {"oracle": ["a/irm2", "b/irm2"]}
+    assert comparison.toy and comparison.domains == {"oracle": ["a/irm2", "b/irm2"]}
 
 
 PAIR = ["drums", "bass"]
@@ -367,7 +368,7 @@ def _synthetic(tracks: int = 12, gap: float = 2.0) -> dict:
 def test_page_names_significant_differences_escapes_text_and_shows_no_nan():
     from sepzoo.experiments.report import render_report
 
-    page = render_report(_synthetic())
+    page = render_report(Comparison.from_data(_synthetic()))
     assert "&lt;b&gt;wave&lt;/b&gt; above spec by 2.11 dB" in page
     assert "<b>wave</b>" not in page
     assert "synthetic &amp; small" in page
@@ -405,7 +406,7 @@ def test_hostile_text_is_escaped_and_no_script_from_data_runs(toy, browser, tmp_
     from sepzoo.experiments.report import render_report
 
     comparison, excerpt = _hostile(toy)
-    page = render_report(comparison, excerpt)
+    page = render_report(Comparison.from_data(comparison), excerpt)
     assert page.count("<script") == 1  # the page's own error collector, nothing from the data
     assert "alert(1)</script>" not in page and "<img src=x" not in page
     assert '"quoted"' not in page and "'single'" not in page  # no quote can end an attribute
@@ -440,13 +441,13 @@ def test_hostile_text_is_escaped_and_no_script_from_data_runs(toy, browser, tmp_
 def test_comparison_figures_follow_the_domains_present():
     from sepzoo.experiments.report import comparison_figures
 
-    figures = comparison_figures(_synthetic(tracks=4))
+    figures = comparison_figures(Comparison.from_data(_synthetic(tracks=4)))
     expected = [f"bars/{s}" for s in PAIR] + ["domain_panel"] + [f"scatter/{s}" for s in PAIR if s != "bass"]
     assert list(figures) == expected  # bass: the spectrogram system has no nSDR to plot
     only_waveform = _synthetic(tracks=4)
     only_waveform["systems"] = only_waveform["systems"][:1]
     only_waveform["domain_panel"] = []
-    assert list(comparison_figures(only_waveform)) == [f"bars/{s}" for s in PAIR]
+    assert list(comparison_figures(Comparison.from_data(only_waveform))) == [f"bars/{s}" for s in PAIR]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -477,6 +478,14 @@ def _wrong_layout(folder: Path) -> Path:
     return folder / "summary.json"
 
 
+def _unknown_key(folder: Path) -> Path:
+    folder.mkdir()
+    system = {"lable": "a", "domain": "waveform", "kind": "trained"}
+    comparison = {"format": "sepzoo-comparison/1", "name": "x", "dataset": {"tracks": ["t"]}, "sources": []}
+    (folder / "comparison.json").write_text(json.dumps({**comparison, "systems": [system]}))
+    return folder / "comparison.json"
+
+
 def _empty(folder: Path) -> Path:
     folder.mkdir()
     return folder
@@ -491,8 +500,9 @@ def _empty(folder: Path) -> Path:
         (_other_format, "expected 'sepzoo-comparison/1'"),
         (_not_an_object, "expected a JSON object"),
         (_wrong_layout, "not laid out as sepzoo eval writes it"),
+        (_unknown_key, "unknown key 'systems[0].lable' for a system; did you mean 'systems[0].label'?"),
     ],
-    ids=["missing", "empty", "corrupt", "format", "not-object", "layout"],
+    ids=["missing", "empty", "corrupt", "format", "not-object", "layout", "unknown-key"],
 )
 def test_bad_input_is_one_line_naming_the_file(make, expected, tmp_path, capsys):
     named = make(tmp_path / "input")
@@ -502,6 +512,45 @@ def test_bad_input_is_one_line_naming_the_file(make, expected, tmp_path, capsys)
     assert error.startswith("sepzoo report: error: ") and error.count("\n") == 1
     assert str(named) in error and expected in error
     assert not out.parent.exists()
+
+
+def test_compare_writes_comparison_json_in_the_layout_of_earlier_versions(compared):
+    comparison = json.loads((compared / "comparison.json").read_text())
+    assert sorted(comparison) == [
+        "alpha",
+        "budget",
+        "command",
+        "confidence",
+        "dataset",
+        "date",
+        "domain_panel",
+        "domains",
+        "excerpt",
+        "format",
+        "metrics",
+        "mixture",
+        "name",
+        "paired",
+        "recipe",
+        "recipe_text",
+        "seeds",
+        "sepzoo_version",
+        "sources",
+        "statistic",
+        "systems",
+        "toy",
+        "wandb",
+    ]
+    system_keys = ["config", "domain", "kind", "label", "model", "parameters", "per_seed", "per_track"]
+    for system in comparison["systems"]:
+        assert sorted(system) == [*system_keys, "recipe", "runs", "summary"]
+        assert [sorted(run) for run in system["runs"]] == [["eval_dir", "seed"]]  # oracles: no training
+        assert sorted(system["summary"]["cSDR"]["drums"]) == ["count", "estimate", "high", "low", "seed_std"]
+    assert comparison["budget"] == {"steps": 1}
+    assert sorted(comparison["dataset"]) == ["root", "subset", "tracks"]
+    excerpt = ["mixture", "reference", "sample_rate", "seconds", "start", "systems", "track"]
+    assert sorted(comparison["excerpt"]) == excerpt
+    assert comparison["wandb"] == {"group": "report_oracles", "project": "sepzoo", "summary_dir": None}
 
 
 def test_missing_excerpt_file_is_named(domains_comparison, tmp_path, capsys):

@@ -395,10 +395,10 @@ def test_record_with_render_checks_the_pages_before_touching_a_card(zoo_copy, tm
         ('{"format": "sepzoo-comparison/1", ', "comparison.json: not valid JSON: Expecting property name"),
         ('["a list"]', "comparison.json: expected a JSON object, got list"),
         ('{"format": "other/2"}', "comparison.json: format is 'other/2', expected 'sepzoo-comparison/1'"),
-        ("no systems", "comparison.json: missing key 'systems'"),
+        ("no systems", "comparison.json: systems: must be set"),
         (
             "estimate as text",
-            "comparison.json: systems[0].summary.cSDR.drums.estimate must be int or float or null",
+            "comparison.json: systems[0].summary.cSDR.drums.estimate: expected float or null",
         ),
     ],
 )
@@ -430,3 +430,210 @@ def test_a_missing_comparison_folder_through_the_console_script(tmp_path):
     )
     assert done.returncode == 2
     assert done.stderr == f"sepzoo zoo: error: comparison folder {tmp_path / 'none'} does not exist\n"
+
+
+# ----------------------------------------------------------------------------- the comparison record
+
+
+def _summary(estimate: float | None) -> dict:
+    if estimate is None:
+        return {"count": 0, "estimate": None, "high": None, "low": None, "seed_std": None}
+    return {"count": 2, "estimate": estimate, "high": estimate + 0.5, "low": estimate - 0.5, "seed_std": 0.1}
+
+
+def _summaries(drums: float, vocals: float) -> dict:
+    return {metric: {"drums": _summary(drums), "vocals": _summary(vocals)} for metric in ("cSDR", "nSDR")}
+
+
+def _scores(first: float) -> dict:
+    return {
+        metric: {"drums": [first, first + 1.0], "vocals": [None, first + 2.0]} for metric in ("cSDR", "nSDR")
+    }
+
+
+def _test(a: str, b: str, source: str) -> dict:
+    return {
+        "a": a,
+        "b": b,
+        "count": 1,
+        "high": 1.5,
+        "low": 0.5,
+        "mean_difference": 1.0,
+        "metric": "nSDR",
+        "p_holm": None,
+        "p_value": None,
+        "significant": False,
+        "source": source,
+    }
+
+
+# comparison.json as `sepzoo compare` writes it today: a trained model (two seeds), a bag of
+# one-target members, an oracle, NaN scores as null, the excerpt and the W&B group.
+TODAYS_LAYOUT = {
+    "alpha": 0.05,
+    "budget": {"minutes": 2.0, "steps": 400},
+    "command": "sepzoo compare recipes/compare/toy_check.yaml",
+    "confidence": 0.95,
+    "dataset": {"root": "data/toy-compare", "subset": "test", "tracks": ["t0", "t1"]},
+    "date": "2026-12-04",
+    "domain_panel": [_test("waveform", "spectrogram", "drums")],
+    "domains": {"oracle": ["irm2"], "spectrogram": ["bsrnn"], "waveform": ["conv_tasnet"]},
+    "excerpt": {
+        "mixture": "excerpts/mixture.wav",
+        "reference": {"drums": "excerpts/reference/drums.wav", "vocals": "excerpts/reference/vocals.wav"},
+        "sample_rate": 44100,
+        "seconds": 4.0,
+        "start": 1.0,
+        "systems": {"irm2": {"drums": "excerpts/irm2/drums.wav", "vocals": "excerpts/irm2/vocals.wav"}},
+        "track": "t0",
+    },
+    "format": "sepzoo-comparison/1",
+    "metrics": COMPARISON["metrics"],
+    "mixture": {"nSDR": {"drums": -5.79, "vocals": None}},
+    "name": "toy_check",
+    "paired": [_test("conv_tasnet", "bsrnn", "vocals")],
+    "recipe": "recipes/compare/toy_check.yaml",
+    "recipe_text": "name: toy_check\ndata:\n  root: data/toy-compare\n",
+    "seeds": [0, 1],
+    "sepzoo_version": "0.1.0",
+    "sources": ["drums", "vocals"],
+    "statistic": {"cSDR": "median", "nSDR": "mean"},
+    "systems": [
+        {
+            "config": {"data": {"name": "musdb"}, "model": {"name": "conv_tasnet"}},
+            "domain": "waveform",
+            "kind": "trained",
+            "label": "conv_tasnet",
+            "model": "conv_tasnet",
+            "parameters": 1234,
+            "per_seed": _scores(1.0),
+            "per_track": _scores(1.0),
+            "recipe": "recipes/toy/conv_tasnet.yaml",
+            "runs": [
+                {
+                    "eval_dir": f"evals/conv_tasnet-seed{seed}-0a1b2c3d",
+                    "run_dir": f"runs/compare/toy_check/runs/conv_tasnet-seed{seed}-abcd1234",
+                    "seed": seed,
+                    "spec": f"runs/compare/toy_check/runs/conv_tasnet-seed{seed}-abcd1234",
+                    "steps": 400,
+                    "train_seconds": 118.2,
+                    "wandb_dir": None,
+                }
+                for seed in (0, 1)
+            ],
+            "summary": {
+                "cSDR": {"drums": _summary(1.5), "vocals": _summary(None)},
+                "nSDR": {"drums": _summary(None), "vocals": _summary(None)},
+            },
+        },
+        {
+            "config": {"bsrnn_drums": {"model": {"name": "bsrnn"}}},
+            "domain": "spectrogram",
+            "kind": "trained",
+            "label": "bsrnn",
+            "model": "bsrnn",
+            "parameters": 5678,
+            "per_seed": {},
+            "per_track": _scores(0.0),
+            "recipe": "recipes/toy/bsrnn_drums.yaml, recipes/toy/bsrnn_vocals.yaml",
+            "runs": [
+                {
+                    "eval_dir": "evals/bsrnn-seed0-4e5f6a7b",
+                    "members": ["runs/bsrnn-bsrnn_drums-seed0-1", "runs/bsrnn-bsrnn_vocals-seed0-2"],
+                    "run_dir": None,
+                    "seed": 0,
+                    "spec": "runs/compare/toy_check/bags/bsrnn-seed0.sepzoo",
+                    "steps": [400, None],
+                    "train_seconds": None,
+                    "wandb_dir": None,
+                }
+            ],
+            "summary": _summaries(0.5, 2.5),
+        },
+        {
+            "config": None,
+            "domain": "oracle",
+            "kind": "oracle",
+            "label": "irm2",
+            "model": "irm2",
+            "parameters": None,
+            "per_seed": _scores(8.0),
+            "per_track": _scores(8.0),
+            "recipe": None,
+            "runs": [{"eval_dir": "evals/irm2-7eb89bf4", "seed": None}],
+            "summary": _summaries(8.5, 9.5),
+        },
+    ],
+    "toy": True,
+    "wandb": {"group": "toy_check", "project": "sepzoo", "summary_dir": None},
+}
+
+
+def test_a_comparison_in_todays_layout_loads_and_writes_back_unchanged(zoo_copy, tmp_path, capsys):
+    from sepzoo.experiments.records import comparison_json, read_comparison_file
+
+    folder = write_comparison(tmp_path / "cmp", TODAYS_LAYOUT)
+    comparison = read_comparison_file(folder / "comparison.json")
+    bag = comparison.systems[1]
+    assert bag.runs[0].members and bag.runs[0].steps == [400, None] and bag.runs[0].run_dir is None
+    assert comparison.systems[2].runs[0].model_fields_set == {"seed", "eval_dir"}
+    assert comparison.systems[0].summary_of("cSDR", "vocals").estimate is None
+    assert comparison.budget is not None and comparison.budget.minutes == 2.0
+    assert comparison.excerpt is not None and comparison.excerpt.systems["irm2"]["drums"].endswith(".wav")
+    assert comparison_json(comparison) == TODAYS_LAYOUT  # the same keys, nothing added
+    assert run_cli("--cards", str(zoo_copy), "--record", str(folder)) == 0
+    assert "no finite nSDR estimate" in capsys.readouterr().out
+    (recorded,) = load_card(zoo_copy / "conv_tasnet.yaml").measured_results
+    assert recorded.metric.endswith("conv_tasnet.yaml, budget 2 min, 400 steps, seeds [0, 1]")
+    assert recorded.values == {"drums": 1.5} and "no score for vocals" in str(recorded.notes)
+    assert recorded.dataset == f"{TOY_DATASET}, 2 test tracks"
+
+
+def test_a_comparison_without_the_keys_older_files_lack_loads_with_their_defaults(tmp_path):
+    from sepzoo.experiments.records import read_comparison_file
+
+    older = {key: value for key, value in COMPARISON.items() if key not in ("recipe", "statistic")}
+    comparison = read_comparison_file(write_comparison(tmp_path / "cmp", older) / "comparison.json")
+    assert comparison.paired == [] and comparison.domain_panel == [] and comparison.excerpt is None
+    assert comparison.mixture.nSDR == {} and comparison.wandb is None and comparison.statistic is None
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (
+            lambda data: data["systems"][1].update(lable=data["systems"][1].pop("label")),
+            "comparison.json: unknown key 'systems[1].lable' for a system; did you mean 'systems[1].label'?"
+            " (and 1 more error)",  # the label is missing too
+        ),
+        (
+            lambda data: data["systems"][0]["summary"]["nSDR"]["drums"].update(estimat=1.0),
+            "comparison.json: unknown key 'systems[0].summary.nSDR.drums.estimat' for a score summary;"
+            " did you mean 'systems[0].summary.nSDR.drums.estimate'?",
+        ),
+        (
+            lambda data: data["dataset"].update(tracks="t0"),
+            "comparison.json: dataset.tracks: expected list, got str 't0'",
+        ),
+        (
+            lambda data: data["systems"][0].update(kind="trianed"),
+            "comparison.json: systems[0].kind: expected one of 'trained', 'oracle', got str 'trianed';"
+            " did you mean 'trained'?",
+        ),
+        (
+            lambda data: data.update(date="25 Nov 2026"),
+            "comparison.json: date: expected an ISO date (YYYY-MM-DD) or null, got str '25 Nov 2026'",
+        ),
+    ],
+    ids=["unknown-key", "nested-unknown-key", "wrong-type", "kind", "date"],
+)
+def test_a_malformed_comparison_is_one_line_naming_file_and_dotted_key(
+    zoo_copy, tmp_path, capsys, change, expected
+):
+    data = copy.deepcopy(COMPARISON)
+    change(data)
+    folder = write_comparison(tmp_path / "cmp", data)
+    before = {path.name: path.read_bytes() for path in zoo_copy.glob("*.yaml")}
+    assert run_cli("--cards", str(zoo_copy), "--record", str(folder)) == 2
+    assert one_line_error(capsys) == f"sepzoo zoo: error: {folder / expected}\n"
+    assert {path.name: path.read_bytes() for path in zoo_copy.glob("*.yaml")} == before

@@ -20,6 +20,11 @@ Example::
     recipe: recipes/musdb/conv_tasnet.yaml
     measured_results: []
     model_file: null
+
+The shape is declared once, by :class:`ZooCard` and its parts (pydantic models on
+:class:`~sepzoo.schema.StrictModel`), and checked by :func:`sepzoo.schema.validate`: an unknown
+key, a missing one or a value of the wrong type fails in one line naming the file, the dotted key
+and the closest valid key. :func:`validate_card` then checks the card against the registry.
 """
 
 from __future__ import annotations
@@ -29,22 +34,34 @@ import functools
 import hashlib
 import math
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
+from pydantic import ConfigDict, PrivateAttr
 
 from sepzoo import DEFAULT_SOURCES
 from sepzoo.errors import ConfigError, SepzooError, suggestion
+from sepzoo.experiments.records import IsoDate
+from sepzoo.schema import StrictModel, describe_value, expect, validate
 
 SHA256_PATTERN = re.compile(r"^[0-9a-f]{64}$")
 RECIPE_PATTERN = re.compile(r"^recipes/musdb/[^/]+\.yaml$")
 ALL_KEY = "all"
 
 
-@dataclass(frozen=True)
-class PaperReference:
+_Text = Annotated[str, expect(lambda v: bool(v.strip()), "a non-empty string")]
+_Texts = Annotated[list[_Text], expect(bool, "a non-empty list of strings")]
+_Number = Annotated[float, expect(math.isfinite, "a finite number")]
+_Values = Annotated[dict[str, _Number], expect(bool, "a non-empty mapping of source: number")]
+_Digest = Annotated[str, expect(lambda v: bool(SHA256_PATTERN.match(v)), "64 lowercase hex digits")]
+
+
+class _CardPart(StrictModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class PaperReference(_CardPart):
     """The publication a model comes from.
 
     Args:
@@ -54,14 +71,15 @@ class PaperReference:
         url: Where to read it.
     """
 
-    title: str
-    authors: list[str]
+    model_config = ConfigDict(title="the paper")
+
+    title: _Text
+    authors: _Texts
     year: int
-    url: str
+    url: _Text
 
 
-@dataclass(frozen=True)
-class PublishedResult:
+class PublishedResult(_CardPart):
     """A number a paper published, with exactly what it measures and where it was printed.
 
     Args:
@@ -72,15 +90,16 @@ class PublishedResult:
         notes: Anything a reader needs to compare fairly. (Default: ``None``)
     """
 
-    dataset: str
-    metric: str
-    values: dict[str, float]
-    source: str
-    notes: str | None = None
+    model_config = ConfigDict(title="a published result")
+
+    dataset: _Text
+    metric: _Text
+    values: _Values
+    source: _Text
+    notes: _Text | None = None
 
 
-@dataclass(frozen=True)
-class MeasuredResult:
+class MeasuredResult(_CardPart):
     """A number sepzoo measured itself, with the command that reproduces it.
 
     Args:
@@ -88,23 +107,24 @@ class MeasuredResult:
         metric: What the numbers are.
         values: Per-source numbers, optionally with ``"all"``.
         command: The command line that produced them.
-        date: ISO date of the measurement.
+        date: ISO date of the measurement (``YYYY-MM-DD``; an unquoted YAML date is read as one).
         sepzoo_version: The sepzoo version that measured.
         notes: Anything a reader needs to judge them (intervals, the size trained).
             (Default: ``None``)
     """
 
-    dataset: str
-    metric: str
-    values: dict[str, float]
-    command: str
-    date: str
-    sepzoo_version: str
-    notes: str | None = None
+    model_config = ConfigDict(title="a measured result")
+
+    dataset: _Text
+    metric: _Text
+    values: _Values
+    command: _Text
+    date: IsoDate
+    sepzoo_version: _Text
+    notes: _Text | None = None
 
 
-@dataclass(frozen=True)
-class ModelFile:
+class ModelFile(_CardPart):
     """A released weight file.
 
     Args:
@@ -112,13 +132,16 @@ class ModelFile:
         sha256: Its SHA-256 digest, 64 lowercase hex digits.
     """
 
-    path: str
-    sha256: str
+    model_config = ConfigDict(title="the `model_file` entry")
+
+    path: _Text
+    sha256: _Digest
 
 
-@dataclass(frozen=True)
-class ZooCard:
-    """One model's zoo card.
+class ZooCard(_CardPart):
+    """One model's zoo card: the shape of ``zoo_cards/<name>.yaml``.
+
+    Every key is required; ``recipe`` and ``model_file`` may be ``null``.
 
     Args:
         name: Registry name; equals the card's file stem.
@@ -132,121 +155,55 @@ class ZooCard:
             which needs no training (and only for one).
         measured_results: Numbers sepzoo measured.
         model_file: Released weights, or ``None``.
-        path: The file the card was read from. (Default: ``None``)
     """
 
-    name: str
-    title: str
+    model_config = ConfigDict(title="a zoo card")
+
+    name: _Text
+    title: _Text
     paper: PaperReference
-    domain: str
+    domain: _Text
     parameters: int
-    sources: list[str]
+    sources: _Texts
     published_results: list[PublishedResult]
-    recipe: str | None
+    recipe: _Text | None
     measured_results: list[MeasuredResult]
     model_file: ModelFile | None
-    path: Path | None = field(default=None, compare=False)
+    _path: Path | None = PrivateAttr(default=None)
+
+    @property
+    def path(self) -> Path | None:
+        """The file the card was read from (``None`` for a card built in code)."""
+        return self._path
+
+    @classmethod
+    def from_data(cls, data: dict[str, Any], path: Path) -> ZooCard:
+        """A card from the plain data of its YAML file.
+
+        Args:
+            data: The file's YAML, loaded.
+            path: The file, named in error messages and kept as :attr:`path`.
+
+        Raises:
+            ConfigError: Naming the file and the dotted key of the first problem.
+        """
+        card = validate(cls, _dates_as_text(data), str(path))
+        card._path = path
+        return card
 
 
-class _Reader:
-    """Strict reading of one YAML mapping tree, with errors that name the file and key path."""
-
-    def __init__(self, file: Path) -> None:
-        self.file = file
-
-    def fail(self, message: str) -> ConfigError:
-        return ConfigError(f"{self.file}: {message}")
-
-    def mapping(
-        self, value: Any, where: str, required: tuple[str, ...], optional: tuple[str, ...] = ()
-    ) -> dict:
-        if not isinstance(value, dict):
-            raise self.fail(f"{where or 'the card'} must be a mapping, got {_type_name(value)}")
-        allowed = required + optional
-        for key in value:
-            if key not in allowed:
-                dotted = _join(where, str(key))
-                raise self.fail(f"unknown key {dotted!r}{suggestion(str(key), allowed)}")
-        for key in required:
-            if key not in value:
-                raise self.fail(f"missing required key {_join(where, key)!r}")
-        return value
-
-    def string(self, value: Any, where: str) -> str:
-        if not isinstance(value, str) or not value.strip():
-            raise self.fail(f"{where} must be a non-empty string, got {_type_name(value)}")
-        return value
-
-    def optional_string(self, value: Any, where: str) -> str | None:
-        return None if value is None else self.string(value, where)
-
-    def integer(self, value: Any, where: str) -> int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise self.fail(f"{where} must be an integer, got {_type_name(value)}")
-        return value
-
-    def number(self, value: Any, where: str) -> float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise self.fail(f"{where} must be a finite number, got {_type_name(value)}")
-        return float(value)
-
-    def string_list(self, value: Any, where: str) -> list[str]:
-        if not isinstance(value, list) or not value:
-            raise self.fail(f"{where} must be a non-empty list of strings, got {_type_name(value)}")
-        return [self.string(item, f"{where}[{index}]") for index, item in enumerate(value)]
-
-    def object_list(self, value: Any, where: str) -> list[Any]:
-        if not isinstance(value, list):
-            raise self.fail(f"{where} must be a list, got {_type_name(value)}")
-        return value
-
-    def values(self, value: Any, where: str) -> dict[str, float]:
-        if not isinstance(value, dict) or not value:
-            raise self.fail(f"{where} must be a non-empty mapping source: number, got {_type_name(value)}")
-        return {
-            self.string(key, f"{where} key"): self.number(number, _join(where, str(key)))
-            for key, number in value.items()
-        }
-
-    def date(self, value: Any, where: str) -> str:
-        # YAML reads an unquoted 2024-05-01 as a date; keep the ISO text either way.
-        if isinstance(value, datetime.date):
-            return value.isoformat()
-        text = self.string(value, where)
-        try:
-            datetime.date.fromisoformat(text)
-        except ValueError:
-            raise self.fail(f"{where} must be an ISO date (YYYY-MM-DD), got {text!r}") from None
-        return text
-
-
-def _join(where: str, key: str) -> str:
-    return f"{where}.{key}" if where else key
-
-
-def _type_name(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, (str, int, float, bool)):
-        return f"{type(value).__name__} {value!r}"
-    return type(value).__name__
-
-
-CARD_KEYS: tuple[str, ...] = (
-    "name",
-    "title",
-    "paper",
-    "domain",
-    "parameters",
-    "sources",
-    "published_results",
-    "recipe",
-    "measured_results",
-    "model_file",
-)
-
-MEASURED_KEYS: tuple[str, ...] = ("dataset", "metric", "values", "command", "date", "sepzoo_version")
-MEASURED_OPTIONAL_KEYS: tuple[str, ...] = ("notes",)
+def _dates_as_text(data: dict[str, Any]) -> dict[str, Any]:
+    """YAML reads an unquoted ``date: 2024-05-01`` as a date; a card keeps the ISO text."""
+    measured = data.get("measured_results")
+    if not isinstance(measured, list):
+        return data
+    entries = [
+        {**entry, "date": entry["date"].isoformat()}
+        if isinstance(entry, dict) and isinstance(entry.get("date"), datetime.date)
+        else entry
+        for entry in measured
+    ]
+    return {**data, "measured_results": entries}
 
 
 def load_card(path: str | Path) -> ZooCard:
@@ -285,68 +242,9 @@ def parse_card(text: str, path: str | Path) -> ZooCard:
     except yaml.YAMLError as exc:
         first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ConfigError(f"{path}: not valid YAML: {first_line}") from None
-    reader = _Reader(path)
-    data = reader.mapping(raw, "", required=CARD_KEYS)
-
-    paper_data = reader.mapping(data["paper"], "paper", required=("title", "authors", "year", "url"))
-    paper = PaperReference(
-        title=reader.string(paper_data["title"], "paper.title"),
-        authors=reader.string_list(paper_data["authors"], "paper.authors"),
-        year=reader.integer(paper_data["year"], "paper.year"),
-        url=reader.string(paper_data["url"], "paper.url"),
-    )
-
-    published = []
-    for index, item in enumerate(reader.object_list(data["published_results"], "published_results")):
-        where = f"published_results[{index}]"
-        entry = reader.mapping(item, where, ("dataset", "metric", "values", "source"), ("notes",))
-        published.append(
-            PublishedResult(
-                dataset=reader.string(entry["dataset"], f"{where}.dataset"),
-                metric=reader.string(entry["metric"], f"{where}.metric"),
-                values=reader.values(entry["values"], f"{where}.values"),
-                source=reader.string(entry["source"], f"{where}.source"),
-                notes=reader.optional_string(entry.get("notes"), f"{where}.notes"),
-            )
-        )
-
-    measured = []
-    for index, item in enumerate(reader.object_list(data["measured_results"], "measured_results")):
-        where = f"measured_results[{index}]"
-        entry = reader.mapping(item, where, MEASURED_KEYS, MEASURED_OPTIONAL_KEYS)
-        measured.append(
-            MeasuredResult(
-                dataset=reader.string(entry["dataset"], f"{where}.dataset"),
-                metric=reader.string(entry["metric"], f"{where}.metric"),
-                values=reader.values(entry["values"], f"{where}.values"),
-                command=reader.string(entry["command"], f"{where}.command"),
-                date=reader.date(entry["date"], f"{where}.date"),
-                sepzoo_version=reader.string(str(entry["sepzoo_version"]), f"{where}.sepzoo_version"),
-                notes=reader.optional_string(entry.get("notes"), f"{where}.notes"),
-            )
-        )
-
-    model_file = None
-    if data["model_file"] is not None:
-        file_data = reader.mapping(data["model_file"], "model_file", required=("path", "sha256"))
-        digest = reader.string(file_data["sha256"], "model_file.sha256")
-        if not SHA256_PATTERN.match(digest):
-            raise reader.fail(f"model_file.sha256 must be 64 lowercase hex digits, got {digest!r}")
-        model_file = ModelFile(path=reader.string(file_data["path"], "model_file.path"), sha256=digest)
-
-    return ZooCard(
-        name=reader.string(data["name"], "name"),
-        title=reader.string(data["title"], "title"),
-        paper=paper,
-        domain=reader.string(data["domain"], "domain"),
-        parameters=reader.integer(data["parameters"], "parameters"),
-        sources=reader.string_list(data["sources"], "sources"),
-        published_results=published,
-        recipe=reader.optional_string(data["recipe"], "recipe"),
-        measured_results=measured,
-        model_file=model_file,
-        path=path,
-    )
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the card must be a mapping, got {describe_value(raw)}")
+    return ZooCard.from_data(raw, path)
 
 
 def validate_card(card: ZooCard, repo_root: str | Path) -> None:

@@ -7,9 +7,12 @@ anything else, so a reference to an outside resource shows up as an error instea
 download.
 
 Inputs are comparison folders (``sepzoo compare``: ``comparison.json``) or evaluation folders
-(``sepzoo eval -o``: ``summary.json``). One comparison folder is shown as it is. Anything else
-is merged into one comparison over the tracks and sources common to all inputs, and its
-intervals and paired tests are computed afresh with :func:`sepzoo.evaluation.stats.compare_systems`.
+(``sepzoo eval -o``: ``summary.json``), each read through its declared record
+(:class:`~sepzoo.experiments.records.Comparison`, :class:`~sepzoo.evaluation.records.EvalSummary`)
+into a :class:`~sepzoo.experiments.records.Comparison`. One comparison folder is shown as it is.
+Anything else is merged into one comparison over the tracks and sources common to all inputs, and
+its intervals and paired tests are computed afresh with
+:func:`sepzoo.evaluation.stats.compare_systems`.
 
 This module reads the inputs and encodes the audio; :mod:`sepzoo.experiments.report_figures`
 draws the figures, and :mod:`sepzoo.experiments.report_page` fills the page's Jinja2 templates
@@ -20,7 +23,6 @@ from __future__ import annotations
 
 import base64
 import datetime
-import json
 import math
 import os
 import subprocess
@@ -32,6 +34,17 @@ from pathlib import Path
 from typing import Any
 
 from sepzoo.errors import OutputExistsError, SepzooError
+from sepzoo.evaluation.records import SUMMARY_FILE, EvalSummary, read_summary
+from sepzoo.experiments.records import (
+    COMPARISON_FILE,
+    COMPARISON_FORMAT,
+    Comparison,
+    ExcerptFiles,
+    Run,
+    System,
+    read_comparison_file,
+    scored_systems,
+)
 from sepzoo.experiments.report_figures import (
     METRICS,
     as_number,
@@ -43,7 +56,6 @@ from sepzoo.experiments.report_page import format_number, render_page
 from sepzoo.io.atomic import write_text_atomic
 
 __all__ = [
-    "FORMAT",
     "METRICS",
     "Clip",
     "Excerpt",
@@ -53,9 +65,6 @@ __all__ = [
     "render_report",
     "write_report",
 ]
-
-FORMAT = "sepzoo-comparison/1"
-"""The ``format`` of a ``comparison.json`` this module reads."""
 
 EXCERPT_SECONDS = 8.0
 """Length of the excerpt cut from an evaluation's saved estimates."""
@@ -102,10 +111,10 @@ class Excerpt:
 
 @dataclass
 class _Input:
-    """One folder given to the report, read into the comparison schema."""
+    """One folder given to the report, read into a comparison."""
 
     folder: Path
-    comparison: dict[str, Any]
+    comparison: Comparison
     is_comparison: bool
     excerpt: Excerpt | None = None
     mixture_per_track: dict[str, dict[str, float]] | None = None  # source -> track -> nSDR
@@ -150,14 +159,14 @@ def _prepare_output(path: Path, force: bool) -> Path:
     return path
 
 
-def load_comparison(dirs: Sequence[str | Path]) -> tuple[dict[str, Any], Excerpt | None]:
+def load_comparison(dirs: Sequence[str | Path]) -> tuple[Comparison, Excerpt | None]:
     """Read comparison or evaluation folders into one comparison.
 
     Args:
         dirs: The folders.
 
     Returns:
-        The comparison in the ``comparison.json`` schema, and its audio excerpt (or ``None``).
+        The comparison, and its audio excerpt (or ``None``).
     """
     inputs = [_read_input(Path(d)) for d in dirs]
     if len(inputs) == 1 and inputs[0].is_comparison:
@@ -173,72 +182,36 @@ def load_comparison(dirs: Sequence[str | Path]) -> tuple[dict[str, Any], Excerpt
 def _read_input(folder: Path) -> _Input:
     if not folder.is_dir():
         raise SepzooError(f"{folder}: no such folder; expected a comparison or evaluation folder")
-    for name, read, writer in (
-        ("comparison.json", _comparison_input, "sepzoo compare"),
-        ("summary.json", _eval_input, "sepzoo eval"),
-    ):
-        if (folder / name).is_file():
-            try:
-                return read(folder)
-            except (KeyError, IndexError, TypeError, AttributeError) as exc:
-                raise SepzooError(
-                    f"{folder / name}: not laid out as {writer} writes it ({type(exc).__name__}: {exc})"
-                ) from None
+    if (folder / COMPARISON_FILE).is_file():
+        return _comparison_input(folder)
+    if (folder / SUMMARY_FILE).is_file():
+        return _eval_input(folder)
     raise SepzooError(
-        f"{folder}: neither comparison.json (sepzoo compare) nor summary.json (sepzoo eval) is there"
+        f"{folder}: neither {COMPARISON_FILE} (sepzoo compare) nor {SUMMARY_FILE} (sepzoo eval) is there"
     )
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise SepzooError(f"{path}: cannot be read ({exc.strerror})") from None
-    except UnicodeDecodeError:
-        raise SepzooError(f"{path}: not valid JSON (not UTF-8 text)") from None
-    except json.JSONDecodeError as exc:
-        raise SepzooError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
-    if not isinstance(data, dict):
-        raise SepzooError(f"{path}: expected a JSON object, got {type(data).__name__}")
-    return data
-
-
-def _require(data: dict[str, Any], keys: Sequence[str], path: Path, where: str = "") -> None:
-    for key in keys:
-        if key not in data:
-            raise SepzooError(f"{path}: {where}{key!r} is missing")
-
-
 def _comparison_input(folder: Path) -> _Input:
-    path = folder / "comparison.json"
-    data = _read_json(path)
-    if data.get("format") != FORMAT:
-        raise SepzooError(f"{path}: format {data.get('format')!r}; expected {FORMAT!r} (sepzoo compare)")
-    _require(data, ("name", "sources", "dataset", "systems"), path)
-    _require(data["dataset"], ("tracks",), path, "dataset.")
-    tracks = data["dataset"]["tracks"]
-    for index, system in enumerate(data["systems"]):
-        _check_system(system, data["sources"], len(tracks), path, f"systems[{index}].")
-    excerpt = _comparison_excerpt(folder, data.get("excerpt"), path)
-    return _Input(folder, data, True, excerpt=excerpt)
+    path = folder / COMPARISON_FILE
+    comparison = read_comparison_file(path)
+    tracks = len(comparison.dataset.tracks)
+    for index, system in enumerate(comparison.systems):
+        for metric in METRICS:
+            for source in comparison.sources:
+                values = system.scores(metric, source)
+                if values is None or len(values) != tracks:
+                    count = "none" if values is None else len(values)
+                    raise SepzooError(
+                        f"{path}: systems[{index}].per_track.{metric}.{source}: expected {tracks} scores, "
+                        f"got {count}"
+                    )
+    excerpt = _comparison_excerpt(folder, comparison.excerpt, path)
+    return _Input(folder, comparison, True, excerpt=excerpt)
 
 
-def _check_system(system: dict[str, Any], sources: list[str], tracks: int, path: Path, where: str) -> None:
-    _require(system, ("label", "domain", "kind", "per_track", "summary"), path, where)
-    for metric in METRICS:
-        for source in sources:
-            values = system["per_track"].get(metric, {}).get(source)
-            if values is None or len(values) != tracks:
-                count = "none" if values is None else len(values)
-                raise SepzooError(
-                    f"{path}: {where}per_track.{metric}.{source}: expected {tracks} scores, got {count}"
-                )
-
-
-def _comparison_excerpt(folder: Path, excerpt: dict[str, Any] | None, path: Path) -> Excerpt | None:
-    if not excerpt:
+def _comparison_excerpt(folder: Path, excerpt: ExcerptFiles | None, path: Path) -> Excerpt | None:
+    if excerpt is None:
         return None
-    _require(excerpt, ("track", "mixture", "reference", "systems"), path, "excerpt.")
 
     def clip(relative: str) -> Clip:
         file = folder / relative
@@ -247,86 +220,71 @@ def _comparison_excerpt(folder: Path, excerpt: dict[str, Any] | None, path: Path
         return Clip(file)
 
     return Excerpt(
-        track=str(excerpt["track"]),
-        start=as_number(excerpt.get("start")),
-        seconds=as_number(excerpt.get("seconds")),
-        mixture=clip(excerpt["mixture"]) if excerpt["mixture"] else None,
-        reference={source: clip(rel) for source, rel in excerpt["reference"].items()},
+        track=excerpt.track,
+        start=as_number(excerpt.start),
+        seconds=as_number(excerpt.seconds),
+        mixture=clip(excerpt.mixture) if excerpt.mixture else None,
+        reference={source: clip(rel) for source, rel in excerpt.reference.items()},
         systems={
             label: {source: clip(rel) for source, rel in stems.items()}
-            for label, stems in excerpt["systems"].items()
+            for label, stems in excerpt.systems.items()
         },
     )
 
 
 def _eval_input(folder: Path) -> _Input:
-    path = folder / "summary.json"
-    summary = _read_json(path)
-    again = "; written by an older sepzoo eval? run it again"
-    for key in ("sources", "per_track", "model"):
-        if key not in summary:
-            raise SepzooError(f"{path}: {key!r} is missing{again}")
-    sources = list(summary["sources"])
-    tracks = list(summary["per_track"])
-    for track, row in summary["per_track"].items():
-        for key in ("SDR", "nSDR"):
-            missing = [s for s in sources if s not in row.get(key, {})]
-            if missing:
-                raise SepzooError(
-                    f"{path}: per_track[{track!r}].{key}: no score for {', '.join(missing)}{again}"
-                )
+    summary = read_summary(folder / SUMMARY_FILE)
+    tracks = list(summary.per_track)
     system = _eval_system(folder.resolve().name, folder, summary, tracks)
-    comparison = {
-        "format": FORMAT,
-        "name": folder.resolve().name,
-        "command": _eval_command(folder, summary),
-        "toy": bool(summary.get("toy")),
-        "dataset": {"root": summary.get("root"), "subset": summary.get("subset"), "tracks": tracks},
-        "sources": sources,
-        "systems": [system],
-    }
+    comparison = Comparison(
+        format=COMPARISON_FORMAT,
+        name=folder.resolve().name,
+        command=_eval_command(folder, summary),
+        toy=summary.toy,
+        dataset={"root": summary.root, "subset": summary.subset, "tracks": tracks},
+        sources=list(summary.sources),
+        systems=[system],
+    )
     mixture = {
-        source: {
-            t: as_number(row.get("mixture_nSDR", {}).get(source)) for t, row in summary["per_track"].items()
-        }
-        for source in sources
+        source: {track: as_number(row.mixture_nSDR.get(source)) for track, row in summary.per_track.items()}
+        for source in summary.sources
     }
-    estimates = folder / "estimates" / str(summary.get("subset", "test"))
-    data_folder = Path(summary["root"]) / str(summary.get("subset", "test")) if summary.get("root") else None
+    subset = summary.subset or "test"
+    estimates = folder / "estimates" / subset
+    data_folder = Path(summary.root) / subset if summary.root else None
     return _Input(
         folder,
         comparison,
         False,
         mixture_per_track=mixture,
-        estimates={system["label"]: estimates} if estimates.is_dir() else {},
+        estimates={system.label: estimates} if estimates.is_dir() else {},
         data_folder=data_folder,
     )
 
 
-def _eval_system(label: str, folder: Path, summary: dict[str, Any], tracks: list[str]) -> dict[str, Any]:
-    model = summary.get("model")
-    domain, name, config = _model_identity(model, folder)
-    rows = summary["per_track"]
-    return {
-        "label": label,
-        "model": name or model or summary.get("estimates"),
-        "domain": domain,
-        "kind": "oracle" if domain == "oracle" else "trained",
-        "recipe": None,
-        "parameters": None,
-        "config": config,
-        "runs": [{"seed": None, "run_dir": None, "eval_dir": str(folder), "steps": None}],
-        "per_track": {
-            "cSDR": {s: [rows[t]["SDR"][s] for t in tracks] for s in summary["sources"]},
-            "nSDR": {s: [rows[t]["nSDR"][s] for t in tracks] for s in summary["sources"]},
+def _eval_system(label: str, folder: Path, summary: EvalSummary, tracks: list[str]) -> System:
+    domain, name, config = _model_identity(summary.model, folder)
+    rows = summary.per_track
+    return System(
+        label=label,
+        model=name or summary.model or summary.estimates,
+        domain=domain,
+        kind="oracle" if domain == "oracle" else "trained",
+        recipe=None,
+        parameters=None,
+        config=config,
+        runs=[Run(seed=None, run_dir=None, eval_dir=str(folder), steps=None)],
+        per_track={
+            "cSDR": {s: [rows[t].SDR[s] for t in tracks] for s in summary.sources},
+            "nSDR": {s: [rows[t].nSDR[s] for t in tracks] for s in summary.sources},
         },
-        "per_seed": {},
-    }
+        per_seed={},
+    )
 
 
-def _eval_command(folder: Path, summary: dict[str, Any]) -> str:
-    what = f"-n {summary['model']}" if summary.get("model") else f"--estimates {summary.get('estimates')}"
-    return f"sepzoo eval {what} --root {summary.get('root')} --subset {summary.get('subset')} -o {folder}"
+def _eval_command(folder: Path, summary: EvalSummary) -> str:
+    what = f"-n {summary.model}" if summary.model else f"--estimates {summary.estimates}"
+    return f"sepzoo eval {what} --root {summary.root} --subset {summary.subset} -o {folder}"
 
 
 def _model_identity(model: str | None, folder: Path) -> tuple[str, str | None, dict[str, Any] | None]:
@@ -375,17 +333,17 @@ def _relabel(inputs: list[_Input]) -> None:
     """Make labels unique: a label used more than once is prefixed with its folder's name."""
     counts: dict[str, int] = {}
     for item in inputs:
-        for system in item.comparison["systems"]:
-            counts[system["label"]] = counts.get(system["label"], 0) + 1
+        for system in item.comparison.systems:
+            counts[system.label] = counts.get(system.label, 0) + 1
     taken: set[str] = set()
     for item in inputs:
         prefix = item.folder.resolve().name if item.is_comparison else item.folder.resolve().parent.name
         renamed = {}
-        for system in item.comparison["systems"]:
-            old = system["label"]
+        for system in item.comparison.systems:
+            old = system.label
             new = f"{prefix}/{old}" if counts[old] > 1 else old
             new = _unique(new, taken)
-            renamed[old] = system["label"] = new
+            renamed[old] = system.label = new
         if item.excerpt is not None:
             item.excerpt.systems = {renamed.get(k, k): v for k, v in item.excerpt.systems.items()}
         item.estimates = {renamed.get(k, k): v for k, v in item.estimates.items()}
@@ -399,44 +357,42 @@ def _unique(label: str, taken: set[str]) -> str:
     return candidate
 
 
-def _merge(inputs: list[_Input]) -> tuple[dict[str, Any], Excerpt | None]:
+def _merge(inputs: list[_Input]) -> tuple[Comparison, Excerpt | None]:
     from sepzoo import __version__
-    from sepzoo.evaluation.stats import compare_systems
 
-    tracks = _common(item.comparison["dataset"]["tracks"] for item in inputs)
-    sources = _common(item.comparison["sources"] for item in inputs)
+    tracks = _common(item.comparison.dataset.tracks for item in inputs)
+    sources = _common(item.comparison.sources for item in inputs)
     names = ", ".join(str(item.folder) for item in inputs)
     if not tracks:
         raise SepzooError(f"report: {names}: no test track is common to all of them")
     if not sources:
         raise SepzooError(f"report: {names}: no source is common to all of them")
-    first = next((item.comparison for item in inputs if item.is_comparison), {})
-    confidence, alpha = float(first.get("confidence", 0.95)), float(first.get("alpha", 0.05))
+    first = next((item.comparison for item in inputs if item.is_comparison), None)
+    confidence, alpha = (first.confidence, first.alpha) if first else (0.95, 0.05)
     systems = [
-        _restrict(system, item, tracks, sources) for item in inputs for system in item.comparison["systems"]
+        _restrict(system, item, tracks, sources) for item in inputs for system in item.comparison.systems
     ]
-    statistics = compare_systems(systems, sources, confidence=confidence, alpha=alpha)
-    comparison = {
-        "format": FORMAT,
-        "name": ", ".join(str(item.comparison["name"]) for item in inputs),
-        "commands": [item.comparison.get("command") for item in inputs if item.comparison.get("command")],
-        "date": datetime.date.today().isoformat(),
-        "sepzoo_version": __version__,
-        "toy": any(item.comparison.get("toy") for item in inputs),
-        "dataset": {
-            "root": _joined(item.comparison["dataset"].get("root") for item in inputs),
-            "tracks": tracks,
+    budget = _same(item.comparison.budget for item in inputs if item.is_comparison)
+    comparison = Comparison.from_data(
+        {
+            "format": COMPARISON_FORMAT,
+            "name": ", ".join(item.comparison.name for item in inputs),
+            "commands": [item.comparison.command for item in inputs if item.comparison.command],
+            "date": datetime.date.today().isoformat(),
+            "sepzoo_version": __version__,
+            "toy": any(item.comparison.toy for item in inputs),
+            "dataset": {"root": _joined(item.comparison.dataset.root for item in inputs), "tracks": tracks},
+            "sources": sources,
+            "budget": None if budget is None else budget.model_dump(exclude_unset=True),
+            "seeds": sorted({s for item in inputs for s in item.comparison.seeds}),
+            "confidence": confidence,
+            "alpha": alpha,
+            "metrics": first.metrics if first else None,
+            **scored_systems(systems, sources, confidence, alpha),
+            "mixture": {"nSDR": _merged_mixture(inputs, tracks, sources)},
         },
-        "sources": sources,
-        "budget": _same(item.comparison.get("budget") for item in inputs if item.is_comparison),
-        "seeds": sorted({s for item in inputs for s in item.comparison.get("seeds") or []}),
-        "confidence": confidence,
-        "alpha": alpha,
-        "metrics": first.get("metrics"),
-        "systems": systems,
-        "mixture": {"nSDR": _merged_mixture(inputs, tracks, sources)},
-        **statistics,
-    }
+        f"report: {names}",
+    )
     return comparison, _merged_excerpt(inputs, tracks, sources)
 
 
@@ -456,17 +412,16 @@ def _same(values: Any) -> Any:
     return kept[0] if kept and all(v == kept[0] for v in kept) else None
 
 
-def _restrict(system: dict[str, Any], item: _Input, tracks: list[str], sources: list[str]) -> dict[str, Any]:
+def _restrict(system: System, item: _Input, tracks: list[str], sources: list[str]) -> System:
     """A copy of a system holding the given tracks and sources only, ready for the statistics."""
-    own = item.comparison["dataset"]["tracks"]
+    own = item.comparison.dataset.tracks
     position = {track: index for index, track in enumerate(own)}
     per_track = {
-        metric: {s: [system["per_track"][metric][s][position[t]] for t in tracks] for s in sources}
+        metric: {s: [(system.scores(metric, s) or [])[position[t]] for t in tracks] for s in sources}
         for metric in METRICS
     }
-    same_tracks = list(own) == list(tracks)
-    kept = {key: value for key, value in system.items() if key not in ("per_track", "per_seed", "summary")}
-    return {**kept, "per_track": per_track, "per_seed": system.get("per_seed", {}) if same_tracks else {}}
+    per_seed = system.per_seed if list(own) == list(tracks) else {}
+    return system.model_copy(update={"per_track": per_track, "per_seed": per_seed, "summary": {}})
 
 
 def _merged_mixture(inputs: list[_Input], tracks: list[str], sources: list[str]) -> dict[str, float | None]:
@@ -475,8 +430,8 @@ def _merged_mixture(inputs: list[_Input], tracks: list[str], sources: list[str])
         if item.mixture_per_track is not None:
             return {s: _finite_mean([item.mixture_per_track[s].get(t) for t in tracks]) for s in sources}
     for item in inputs:
-        if list(item.comparison["dataset"]["tracks"]) == list(tracks):
-            values = (item.comparison.get("mixture") or {}).get("nSDR") or {}
+        if list(item.comparison.dataset.tracks) == list(tracks):
+            values = item.comparison.mixture.nSDR
             return {s: values.get(s) for s in sources}
     return {s: None for s in sources}
 
@@ -612,11 +567,12 @@ def _base64_file(path: Path, clip: Clip) -> str:
 # The page
 
 
-def render_report(comparison: dict[str, Any], excerpt: Excerpt | None = None) -> str:
+def render_report(comparison: Comparison, excerpt: Excerpt | None = None) -> str:
     """The report's HTML page.
 
     Args:
-        comparison: A comparison in the ``comparison.json`` schema.
+        comparison: The comparison (from :func:`load_comparison`, or
+            :meth:`~sepzoo.experiments.records.Comparison.from_data`).
         excerpt: The audio excerpt, or ``None`` for none. (Default: ``None``)
     """
     rows = _excerpt_rows(comparison, excerpt)
@@ -625,21 +581,21 @@ def render_report(comparison: dict[str, Any], excerpt: Excerpt | None = None) ->
     return render_page(comparison, figures, _audio(comparison, excerpt, rows, encoded))
 
 
-def _excerpt_rows(comparison: dict[str, Any], excerpt: Excerpt | None) -> list[tuple[str, dict[str, Clip]]]:
+def _excerpt_rows(comparison: Comparison, excerpt: Excerpt | None) -> list[tuple[str, dict[str, Clip]]]:
     """The rows of the listening table: mixture, reference, then every system, by source."""
     if excerpt is None:
         return []
-    sources = comparison["sources"]
+    sources = comparison.sources
     rows = [("mixture", {sources[0]: excerpt.mixture} if excerpt.mixture else {})]
     rows.append(("reference", {s: clip for s, clip in excerpt.reference.items() if s in sources}))
-    for system in comparison["systems"]:
-        stems = excerpt.systems.get(system["label"], {})
-        rows.append((system["label"], {s: clip for s, clip in stems.items() if s in sources}))
+    for system in comparison.systems:
+        stems = excerpt.systems.get(system.label, {})
+        rows.append((system.label, {s: clip for s, clip in stems.items() if s in sources}))
     return rows
 
 
 def _audio(
-    comparison: dict[str, Any],
+    comparison: Comparison,
     excerpt: Excerpt | None,
     rows: list[tuple[str, dict[str, Clip]]],
     encoded: dict[Clip, str],
@@ -659,7 +615,7 @@ def _audio(
         "bitrate": OPUS_BITRATE,
         "mixture": player(excerpt.mixture),
         "rows": [
-            {"label": label, "players": [player(stems.get(s)) for s in comparison["sources"]]}
+            {"label": label, "players": [player(stems.get(s)) for s in comparison.sources]}
             for label, stems in rows[1:]
         ],
     }

@@ -14,6 +14,7 @@ import functools
 import math
 from typing import TYPE_CHECKING, Any
 
+from sepzoo.experiments.records import Budget, Comparison, PairedTest, Run, ScoreSummary, System
 from sepzoo.experiments.report_figures import METRICS, as_number, domain_colour
 
 if TYPE_CHECKING:
@@ -23,11 +24,11 @@ TEMPLATE = "report.html.j2"
 """The page's template, in ``sepzoo/experiments/templates``."""
 
 
-def render_page(comparison: dict[str, Any], figures: dict[str, str], audio: dict[str, Any] | None) -> str:
+def render_page(comparison: Comparison, figures: dict[str, str], audio: dict[str, Any] | None) -> str:
     """The report's HTML page, from values ready to print.
 
     Args:
-        comparison: A comparison in the ``comparison.json`` schema.
+        comparison: The comparison.
         figures: Each figure of :func:`~sepzoo.experiments.report_figures.comparison_figures`, by
             name, as base64 PNG.
         audio: The listening table, or ``None`` for none: ``track``, ``start``, ``end`` and
@@ -37,30 +38,28 @@ def render_page(comparison: dict[str, Any], figures: dict[str, str], audio: dict
     return _templates().get_template(TEMPLATE).render(_page(comparison, figures, audio))
 
 
-def _page(
-    comparison: dict[str, Any], figures: dict[str, str], audio: dict[str, Any] | None
-) -> dict[str, Any]:
+def _page(comparison: Comparison, figures: dict[str, str], audio: dict[str, Any] | None) -> dict[str, Any]:
     """The template's context: strings, numbers already formatted, lists and dicts of them."""
     from sepzoo import __version__
 
-    sources = comparison["sources"]
-    dataset = comparison.get("dataset") or {}
-    where = " / ".join(str(v) for v in (dataset.get("root"), dataset.get("subset")) if v) or "n/a"
-    commands = comparison.get("commands") or [comparison.get("command")]
+    sources = comparison.sources
+    dataset = comparison.dataset
+    where = " / ".join(v for v in (dataset.root, dataset.subset) if v) or "n/a"
+    commands = comparison.commands or [comparison.command]
     scatter = [name for name in figures if name.startswith("scatter/")]
     return {
-        "title": f"sepzoo report: {comparison.get('name', '')}",
-        "name": comparison.get("name", "comparison"),
+        "title": f"sepzoo report: {comparison.name}",
+        "name": comparison.name,
         "command_label": "command" if len(commands) == 1 else "inputs",
-        "commands": [str(command) for command in commands if command],
+        "commands": [command for command in commands if command],
         "facts": [
-            ("date", str(comparison.get("date") or "n/a")),
-            ("sepzoo version", str(comparison.get("sepzoo_version") or "n/a")),
-            ("data set", f"{where} ({len(dataset.get('tracks') or [])} tracks)"),
-            ("budget", _fmt_budget(comparison.get("budget"))),
-            ("seeds", ", ".join(str(s) for s in comparison.get("seeds") or []) or "n/a"),
+            ("date", comparison.date or "n/a"),
+            ("sepzoo version", comparison.sepzoo_version or "n/a"),
+            ("data set", f"{where} ({len(dataset.tracks)} tracks)"),
+            ("budget", _fmt_budget(comparison.budget)),
+            ("seeds", ", ".join(str(s) for s in comparison.seeds) or "n/a"),
         ],
-        "toy": bool(comparison.get("toy")),
+        "toy": comparison.toy,
         "sources": sources,
         "metrics": METRICS,
         "table": _table(comparison),
@@ -79,124 +78,122 @@ def _image(figures: dict[str, str], name: str, alt: str) -> dict[str, str]:
     return {"src": f"data:image/png;base64,{figures[name]}", "alt": alt}
 
 
-def _table(comparison: dict[str, Any]) -> dict[str, Any]:
+def _table(comparison: Comparison) -> dict[str, Any]:
     """The comparison table: a row per system, then the unprocessed mixture."""
-    sources = comparison["sources"]
-    seeds = len(comparison.get("seeds") or [])
-    statistic = comparison.get("statistic") or {"cSDR": "median", "nSDR": "mean"}
-    mixture = (comparison.get("mixture") or {}).get("nSDR") or {}
-    notes = comparison.get("metrics") or {
+    sources = comparison.sources
+    seeds = len(comparison.seeds)
+    statistic = comparison.statistic or {"cSDR": "median", "nSDR": "mean"}
+    mixture = comparison.mixture.nSDR
+    notes = comparison.metrics or {
         "cSDR": "BSSEval v4 SDR, median over 1-s frames per track",
         "nSDR": "MDX 2021 SDR over the whole track",
     }
     return {
         "statistic": {metric: statistic.get(metric) for metric in METRICS},
-        "confidence": f"{as_number(comparison.get('confidence', 0.95)):.0%}",
-        "rows": [_system_row(system, sources, seeds) for system in comparison["systems"]],
+        "confidence": f"{comparison.confidence:.0%}",
+        "rows": [_system_row(system, sources, seeds) for system in comparison.systems],
         "mixture": [format_number(mixture.get(s)) for s in sources],
         "notes": list(notes.items()),
     }
 
 
-def _system_row(system: dict[str, Any], sources: list[str], seeds: int) -> dict[str, Any]:
-    summary = system.get("summary") or {}
+def _system_row(system: System, sources: list[str], seeds: int) -> dict[str, Any]:
     return {
-        "label": system["label"],
-        "domain": system["domain"],
-        "colour": domain_colour(system["domain"]),
-        "kind": system.get("kind", "n/a"),
-        "parameters": _fmt_parameters(system.get("parameters")),
-        "steps": _fmt_steps(system.get("runs")),
+        "label": system.label,
+        "domain": system.domain,
+        "colour": domain_colour(system.domain),
+        "kind": system.kind,
+        "parameters": _fmt_parameters(system.parameters),
+        "steps": _fmt_steps(system.runs),
         "cells": [
-            _score_cell(metric, summary.get(metric, {}).get(source), seeds)
+            _score_cell(metric, system.summary_of(metric, source), seeds)
             for source in sources
             for metric in METRICS
         ],
     }
 
 
-def _score_cell(metric: str, entry: dict[str, Any] | None, seeds: int) -> dict[str, str | None]:
+def _score_cell(metric: str, entry: ScoreSummary, seeds: int) -> dict[str, str | None]:
     """An estimate, its interval when there is an estimate, and its spread over several seeds."""
-    entry = entry or {}
-    estimate = format_number(entry.get("estimate"))
-    spread = as_number(entry.get("seed_std"))
+    estimate = format_number(entry.estimate)
+    spread = as_number(entry.seed_std)
     return {
         "metric": metric,
         "estimate": estimate,
-        "interval": _fmt_interval(entry.get("low"), entry.get("high")) if estimate != "–" else None,
+        "interval": _fmt_interval(entry.low, entry.high) if estimate != "–" else None,
         "spread": f"{spread:.2f}" if seeds > 1 and math.isfinite(spread) else None,
     }
 
 
-def _panel(comparison: dict[str, Any], figures: dict[str, str]) -> dict[str, Any] | None:
-    tests = comparison.get("domain_panel") or []
+def _panel(comparison: Comparison, figures: dict[str, str]) -> dict[str, Any] | None:
+    tests = comparison.domain_panel
     if not tests:
         return None
     alt = "waveform minus spectrogram, per metric and source"
     return {"image": _image(figures, "domain_panel", alt), "tests": [_test_row(t) for t in tests]}
 
 
-def _test_row(test: dict[str, Any]) -> dict[str, Any]:
-    verdict = "yes" if test.get("significant") else "no"
+def _test_row(test: PairedTest) -> dict[str, Any]:
+    verdict = "yes" if test.significant else "no"
     cells = [
-        test.get("metric"),
-        test.get("source"),
-        test.get("a"),
-        test.get("b"),
-        format_number(test.get("mean_difference")),
-        _fmt_interval(test.get("low"), test.get("high")),
-        test.get("count", "–"),
-        _fmt_p(test.get("p_value")),
-        _fmt_p(test.get("p_holm")),
+        test.metric,
+        test.source,
+        test.a,
+        test.b,
+        format_number(test.mean_difference),
+        _fmt_interval(test.low, test.high),
+        "–" if test.count is None else test.count,
+        _fmt_p(test.p_value),
+        _fmt_p(test.p_holm),
         verdict,
     ]
     return {"verdict": verdict, "cells": [str(cell) for cell in cells]}
 
 
-def _statistics(comparison: dict[str, Any]) -> dict[str, Any] | None:
+def _statistics(comparison: Comparison) -> dict[str, Any] | None:
     """The paired tests, and which of their differences are significant."""
-    tests = comparison.get("paired") or []
+    tests = comparison.paired
     if not tests:
         return None
-    alpha = as_number(comparison.get("alpha", 0.05))
-    tracks = len((comparison.get("dataset") or {}).get("tracks") or [])
+    alpha = comparison.alpha
+    tracks = len(comparison.dataset.tracks)
     smallest = 2.0 ** (1 - tracks)  # of a two-sided Wilcoxon test on that many tracks
     return {
-        "confidence": f"{as_number(comparison.get('confidence', 0.95)):.0%}",
+        "confidence": f"{comparison.confidence:.0%}",
         "alpha": f"{alpha:g}",
         "tests": [_test_row(test) for test in tests],
-        "significant": [_verdict(test) for test in tests if test.get("significant")],
-        "rest": [_verdict(test) for test in tests if not test.get("significant")],
+        "significant": [_verdict(test) for test in tests if test.significant],
+        "rest": [_verdict(test) for test in tests if not test.significant],
         "too_few": {"tracks": tracks, "p": f"{smallest:.3g}"} if tracks and smallest >= alpha else None,
     }
 
 
-def _verdict(test: dict[str, Any]) -> dict[str, str | None]:
+def _verdict(test: PairedTest) -> dict[str, str | None]:
     """One test in words: the higher system, the lower one and by how much (``None``: unknown)."""
-    difference = as_number(test.get("mean_difference"))
-    higher, lower = (test["b"], test["a"]) if difference < 0 else (test["a"], test["b"])
+    difference = as_number(test.mean_difference)
+    higher, lower = (test.b, test.a) if difference < 0 else (test.a, test.b)
     return {
-        "metric": str(test["metric"]),
-        "source": str(test["source"]),
-        "higher": str(higher),
-        "lower": str(lower),
+        "metric": test.metric,
+        "source": test.source,
+        "higher": higher,
+        "lower": lower,
         "by": f"{abs(difference):.2f}" if math.isfinite(difference) else None,
-        "holm": _fmt_p(test.get("p_holm")),
+        "holm": _fmt_p(test.p_holm),
     }
 
 
-def _configs(comparison: dict[str, Any]) -> list[dict[str, str]]:
+def _configs(comparison: Comparison) -> list[dict[str, str]]:
     """The comparison's recipe and each system's training recipe, as YAML text."""
     import yaml
 
     configs = []
-    if comparison.get("recipe_text"):
-        summary = f"comparison recipe ({comparison.get('recipe') or 'resolved'})"
-        configs.append({"summary": summary, "text": str(comparison["recipe_text"])})
-    for system in comparison["systems"]:
-        config = system.get("config")
+    if comparison.recipe_text:
+        summary = f"comparison recipe ({comparison.recipe or 'resolved'})"
+        configs.append({"summary": summary, "text": comparison.recipe_text})
+    for system in comparison.systems:
+        config = system.config
         text = yaml.safe_dump(config, sort_keys=False, allow_unicode=True) if config else "no training recipe"
-        summary = f"{system['label']} ({system.get('model') or 'unknown model'})"
+        summary = f"{system.label} ({system.model or 'unknown model'})"
         configs.append({"summary": summary, "text": text})
     return configs
 
@@ -250,18 +247,18 @@ def _fmt_parameters(value: Any) -> str:
     return f"{number / 1e6:.2f} M" if number >= 1e5 else f"{int(number):,}"
 
 
-def _fmt_steps(runs: list[dict[str, Any]] | None) -> str:
-    steps = sorted({int(r["steps"]) for r in runs or [] if isinstance(r.get("steps"), int)})
+def _fmt_steps(runs: list[Run]) -> str:
+    steps = sorted({r.steps for r in runs if isinstance(r.steps, int)})
     if not steps:
         return "–"
     return str(steps[0]) if len(steps) == 1 else f"{steps[0]}–{steps[-1]}"
 
 
-def _fmt_budget(budget: Any) -> str:
-    if not isinstance(budget, dict) or not budget:
+def _fmt_budget(budget: Budget | None) -> str:
+    if budget is None:
         return "n/a"
-    if "minutes" in budget:
-        return f"{as_number(budget['minutes']):g} min of training per run"
-    if "steps" in budget:
-        return f"{budget['steps']} steps per run"
-    return ", ".join(f"{k} {v}" for k, v in budget.items())
+    if budget.minutes is not None:
+        return f"{budget.minutes:g} min of training per run"
+    if budget.steps is not None:
+        return f"{budget.steps} steps per run"
+    return "n/a"

@@ -11,41 +11,58 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from sepzoo.experiments.records import Comparison, PairedTest, ScoreSummary
 
-def log_comparison(comparison: dict[str, Any], out_dir: Path) -> str | None:
+_SYSTEM_COLUMNS = ["system", "domain", "kind"]
+_SUMMARY_COLUMNS = ["estimate", "low", "high", "seed_std", "tracks"]
+_TEST_COLUMNS = [
+    "metric",
+    "source",
+    "a",
+    "b",
+    "mean_difference",
+    "low",
+    "high",
+    "tracks",
+    "p_value",
+    "p_holm",
+    "significant",
+]
+
+
+def log_comparison(comparison: Comparison, out_dir: Path, mode: str = "auto") -> str | None:
     """Log a comparison to a W&B run in its group.
 
     Args:
-        comparison: The content of ``comparison.json`` (NaN already written as ``None``).
+        comparison: The comparison (NaN scores already ``None``).
         out_dir: The comparison folder; the run is written under ``out_dir/wandb``.
+        mode: The comparison recipe's ``wandb.mode``: ``"auto"``, ``"online"``, ``"offline"`` or
+            ``"disabled"``. (Default: ``"auto"``)
 
     Returns:
         The run's local folder, or ``None`` when W&B is disabled.
     """
-    from omegaconf import OmegaConf
-
     from sepzoo.io.wandb import resolve_wandb_mode
 
-    settings = OmegaConf.to_container(OmegaConf.create(comparison["recipe_text"]))
-    mode = resolve_wandb_mode((settings.get("wandb") or {}).get("mode", "auto"))
+    mode = resolve_wandb_mode(mode)
     if mode == "disabled":
         return None
     import wandb
 
+    group = comparison.wandb
+    toy = comparison.toy
     run = wandb.init(
-        project=comparison["wandb"]["project"],
-        group=comparison["wandb"]["group"],
-        name=f"{comparison['name']}-summary",
+        project=group.project if group else None,
+        group=group.group if group else None,
+        name=f"{comparison.name}-summary",
         job_type="comparison",
-        tags=[comparison["name"], "summary", *(["toy"] if comparison["toy"] else [])],
+        tags=[comparison.name, "summary", *(["toy"] if toy else [])],
         dir=str(out_dir),
         mode=mode,
-        config={
-            key: comparison[key] for key in ("dataset", "sources", "budget", "seeds", "confidence", "alpha")
-        },
-        notes="Toy data: a smoke test of the machinery, not evidence about the domains."
-        if comparison["toy"]
-        else None,
+        config=comparison.model_dump(
+            mode="json", include={"dataset", "sources", "budget", "seeds", "confidence", "alpha"}
+        ),
+        notes="Toy data: a smoke test of the machinery, not evidence about the domains." if toy else None,
         reinit="finish_previous",
         settings=wandb.Settings(silent=True, console="off"),
     )
@@ -54,153 +71,98 @@ def log_comparison(comparison: dict[str, Any], out_dir: Path) -> str | None:
         run.log(_charts(wandb, comparison))
         run.log(_figures(wandb, comparison))
         run.log(_audio(wandb, comparison, out_dir))
-        for system in comparison["systems"]:
-            for metric, per_source in system["summary"].items():
+        for system in comparison.systems:
+            for metric, per_source in system.summary.items():
                 for source, summary in per_source.items():
-                    run.summary[f"{system['label']}/{metric}/{source}"] = summary["estimate"]
+                    run.summary[f"{system.label}/{metric}/{source}"] = summary.estimate
         folder = str(Path(run.dir).parent)
     finally:
         run.finish()
     return folder
 
 
-def _tables(wandb: Any, comparison: dict[str, Any]) -> dict[str, Any]:
+def _tables(wandb: Any, comparison: Comparison) -> dict[str, Any]:
     """The comparison table (long and wide), per-track scores, paired tests and the domain panel."""
-    long = wandb.Table(
-        columns=[
-            "system",
-            "domain",
-            "kind",
-            "metric",
-            "source",
-            "estimate",
-            "low",
-            "high",
-            "seed_std",
-            "tracks",
-        ]
-    )
+    long = wandb.Table(columns=[*_SYSTEM_COLUMNS, "metric", "source", *_SUMMARY_COLUMNS])
+    sources = comparison.sources
     wide = {
-        metric: wandb.Table(columns=["system", "domain", *comparison["sources"]])
-        for metric in comparison["metrics"]
+        metric: wandb.Table(columns=["system", "domain", *sources]) for metric in comparison.metrics or {}
     }
     tracks = wandb.Table(columns=["system", "domain", "track", "source", "cSDR", "nSDR"])
-    for system in comparison["systems"]:
-        for metric, per_source in system["summary"].items():
+    for system in comparison.systems:
+        for metric, per_source in system.summary.items():
             for source, s in per_source.items():
-                long.add_data(
-                    system["label"],
-                    system["domain"],
-                    system["kind"],
-                    metric,
-                    source,
-                    s["estimate"],
-                    s["low"],
-                    s["high"],
-                    s["seed_std"],
-                    s["count"],
+                row = [system.label, system.domain, system.kind, metric, source]
+                long.add_data(*row, s.estimate, s.low, s.high, s.seed_std, s.count)
+            if metric in wide:
+                wide[metric].add_data(
+                    system.label, system.domain, *[_interval(per_source.get(source)) for source in sources]
                 )
-            wide[metric].add_data(
-                system["label"],
-                system["domain"],
-                *[_interval(per_source.get(source)) for source in comparison["sources"]],
-            )
-        for index, track in enumerate(comparison["dataset"]["tracks"]):
-            for source in comparison["sources"]:
-                tracks.add_data(
-                    system["label"],
-                    system["domain"],
-                    track,
-                    source,
-                    system["per_track"]["cSDR"][source][index],
-                    system["per_track"]["nSDR"][source][index],
-                )
-    tests = {}
-    for key in ("paired", "domain_panel"):
-        table = wandb.Table(
-            columns=[
-                "metric",
-                "source",
-                "a",
-                "b",
-                "mean_difference",
-                "low",
-                "high",
-                "tracks",
-                "p_value",
-                "p_holm",
-                "significant",
-            ]
-        )
-        for t in comparison[key]:
-            table.add_data(
-                t["metric"],
-                t["source"],
-                t["a"],
-                t["b"],
-                t["mean_difference"],
-                t["low"],
-                t["high"],
-                t["count"],
-                t["p_value"],
-                t["p_holm"],
-                t["significant"],
-            )
-        tests[key] = table
+        for index, track in enumerate(comparison.dataset.tracks):
+            for source in sources:
+                scores = [system.per_track[metric][source][index] for metric in ("cSDR", "nSDR")]
+                tracks.add_data(system.label, system.domain, track, source, *scores)
     return {
         "comparison/table": long,
         **{f"comparison/{metric}": table for metric, table in wide.items()},
         "comparison/per_track": tracks,
-        "comparison/paired_tests": tests["paired"],
-        "comparison/wave_vs_spec": tests["domain_panel"],
+        "comparison/paired_tests": _tests_table(wandb, comparison.paired),
+        "comparison/wave_vs_spec": _tests_table(wandb, comparison.domain_panel),
     }
 
 
-def _interval(summary: dict[str, Any] | None) -> str:
-    if not summary or summary["estimate"] is None:
+def _tests_table(wandb: Any, tests: list[PairedTest]) -> Any:
+    table = wandb.Table(columns=_TEST_COLUMNS)
+    for t in tests:
+        names = [t.metric, t.source, t.a, t.b]
+        table.add_data(*names, t.mean_difference, t.low, t.high, t.count, t.p_value, t.p_holm, t.significant)
+    return table
+
+
+def _interval(summary: ScoreSummary | None) -> str:
+    if summary is None or summary.estimate is None or summary.low is None or summary.high is None:
         return "n/a"
-    return f"{summary['estimate']:.2f} [{summary['low']:.2f}, {summary['high']:.2f}]"
+    return f"{summary.estimate:.2f} [{summary.low:.2f}, {summary.high:.2f}]"
 
 
-def _charts(wandb: Any, comparison: dict[str, Any]) -> dict[str, Any]:
+def _charts(wandb: Any, comparison: Comparison) -> dict[str, Any]:
     """Native W&B bar charts per metric and source, and per-track scatter plots."""
+    from sepzoo.experiments.report_figures import best_system
+
     charts: dict[str, Any] = {}
-    for metric in comparison["metrics"]:
-        for source in comparison["sources"]:
+    for metric in comparison.metrics or {}:
+        for source in comparison.sources:
             table = wandb.Table(columns=["system", metric])
-            for system in comparison["systems"]:
-                value = system["summary"][metric][source]["estimate"]
+            for system in comparison.systems:
+                value = system.summary_of(metric, source).estimate
                 if value is not None:
-                    table.add_data(system["label"], value)
+                    table.add_data(system.label, value)
             charts[f"bars/{metric}/{source}"] = wandb.plot.bar(
                 table, "system", metric, title=f"{metric}: {source}"
             )
-    from sepzoo.experiments.report import best_system
-
-    for source in comparison["sources"]:
+    for source in comparison.sources:
         wave, spec = (best_system(comparison, domain, source) for domain in ("waveform", "spectrogram"))
         if wave is None or spec is None:
             continue
-        table = wandb.Table(columns=[f"{wave['label']} nSDR", f"{spec['label']} nSDR", "track"])
-        for index, track in enumerate(comparison["dataset"]["tracks"]):
-            x = wave["per_track"]["nSDR"][source][index]
-            y = spec["per_track"]["nSDR"][source][index]
+        table = wandb.Table(columns=[f"{wave.label} nSDR", f"{spec.label} nSDR", "track"])
+        pairs = zip(wave.scores("nSDR", source) or [], spec.scores("nSDR", source) or [])
+        for track, (x, y) in zip(comparison.dataset.tracks, pairs):
             if x is not None and y is not None:
                 table.add_data(x, y, track)
         charts[f"scatter/{source}"] = wandb.plot.scatter(
             table,
-            f"{wave['label']} nSDR",
-            f"{spec['label']} nSDR",
-            title=f"per-track nSDR, {source}: {wave['label']} vs {spec['label']}",
+            f"{wave.label} nSDR",
+            f"{spec.label} nSDR",
+            title=f"per-track nSDR, {source}: {wave.label} vs {spec.label}",
         )
     return charts
 
 
-def _figures(wandb: Any, comparison: dict[str, Any]) -> dict[str, Any]:
+def _figures(wandb: Any, comparison: Comparison) -> dict[str, Any]:
     """The report's figures (bar charts with intervals, the domain panel, scatter plots) as images."""
     import matplotlib.pyplot as plt
 
-    from sepzoo.experiments.report import comparison_figures
+    from sepzoo.experiments.report_figures import comparison_figures
 
     images = {}
     for name, figure in comparison_figures(comparison).items():
@@ -209,22 +171,22 @@ def _figures(wandb: Any, comparison: dict[str, Any]) -> dict[str, Any]:
     return images
 
 
-def _audio(wandb: Any, comparison: dict[str, Any], out_dir: Path) -> dict[str, Any]:
+def _audio(wandb: Any, comparison: Comparison, out_dir: Path) -> dict[str, Any]:
     """The same excerpt through every system, the reference first, one column per source."""
-    excerpt = comparison.get("excerpt")
-    if not excerpt:
+    excerpt = comparison.excerpt
+    if excerpt is None:
         return {}
-    sources = comparison["sources"]
+    sources = comparison.sources
     table = wandb.Table(columns=["system", "mixture", *sources])
-    rate = excerpt["sample_rate"]
+    rate = excerpt.sample_rate
 
     def audio(path: str | None, caption: str) -> Any:
         return None if path is None else wandb.Audio(str(out_dir / path), sample_rate=rate, caption=caption)
 
-    mixture = audio(excerpt["mixture"], "mixture")
+    mixture = audio(excerpt.mixture, "mixture")
     table.add_data(
-        "reference", mixture, *[audio(excerpt["reference"].get(s), f"reference {s}") for s in sources]
+        "reference", mixture, *[audio(excerpt.reference.get(s), f"reference {s}") for s in sources]
     )
-    for label, files in excerpt["systems"].items():
+    for label, files in excerpt.systems.items():
         table.add_data(label, mixture, *[audio(files.get(s), f"{label} {s}") for s in sources])
     return {"audio/excerpt": table}

@@ -11,14 +11,11 @@ which for the default ``zoo_cards/`` is the repository root.
 
 from __future__ import annotations
 
-import dataclasses
-import datetime
-import json
 import logging
 import math
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sepzoo import DEFAULT_SOURCES
 from sepzoo.errors import ConfigError, OutputExistsError, SepzooError
@@ -35,17 +32,18 @@ from sepzoo.experiments.cards import (
     short_label,
     validate_card,
 )
+from sepzoo.experiments.records import COMPARISON_FILE, Comparison, ScoreSummary, System, read_comparison_file
 from sepzoo.io.atomic import write_all_atomic
 
 EXIT_PROBLEMS = 2
 RENDER_COMMAND = "sepzoo zoo --render zoo_cards/md --force"
 INDEX_FILE = "README.md"
-COMPARISON_FILE = "comparison.json"
-COMPARISON_FORMAT = "sepzoo-comparison/1"
 RECORDED_METRICS: tuple[str, ...] = ("cSDR", "nSDR")
 TOY_DATASET = "sepzoo toy set (synthetic; a smoke test of the machinery, not evidence about the model)"
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 def repository_root() -> Path:
@@ -291,15 +289,16 @@ def _write_all_atomic(targets: dict[Path, str]) -> None:
 # ----------------------------------------------------------------------------- recording
 
 
-def read_comparison(directory: str | Path) -> dict[str, Any]:
+def read_comparison(directory: str | Path) -> Comparison:
     """Read and check the ``comparison.json`` of a ``sepzoo compare`` folder.
 
     Args:
         directory: The comparison folder.
 
     Raises:
-        ConfigError: If the folder or file is missing, the JSON is broken, or its format is not
-            ``sepzoo-comparison/1``.
+        ConfigError: If the folder or file is missing, the JSON is broken, its format is not
+            ``sepzoo-comparison/1``, or it breaks the shape of a
+            :class:`~sepzoo.experiments.records.Comparison` (naming the dotted key).
     """
     folder = Path(directory)
     if not folder.is_dir():
@@ -307,88 +306,49 @@ def read_comparison(directory: str | Path) -> dict[str, Any]:
     path = folder / COMPARISON_FILE
     if not path.is_file():
         raise ConfigError(f"{path} does not exist; `sepzoo compare` writes it")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ConfigError(
-            f"{path}: not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
-        ) from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 text: {exc.reason} at byte {exc.start}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a JSON object, got {type(data).__name__}")
-    if data.get("format") != COMPARISON_FORMAT:
-        raise ConfigError(f"{path}: format is {data.get('format')!r}, expected {COMPARISON_FORMAT!r}")
-    return data
+    return read_comparison_file(path)
 
 
-class _Comparison:
-    """Typed access to a comparison's fields, with errors naming ``comparison.json`` and the key."""
-
-    def __init__(self, data: dict[str, Any], path: Path) -> None:
-        self.data = data
-        self.path = path
-
-    def get(self, value: Any, dotted: str, kind: type | tuple[type, ...], where: str = "") -> Any:
-        for key in dotted.split("."):
-            if not isinstance(value, dict) or key not in value:
-                raise ConfigError(f"{self.path}: missing key {_join(where, dotted)!r}")
-            value = value[key]
-        is_bool = isinstance(value, bool)
-        if not isinstance(value, kind) or (is_bool and bool not in _as_tuple(kind)):
-            expected = " or ".join("null" if k is type(None) else k.__name__ for k in _as_tuple(kind))
-            got = f"{type(value).__name__} {value!r}"
-            raise ConfigError(f"{self.path}: {_join(where, dotted)} must be {expected}, got {got}")
-        return value
-
-    def dataset_label(self) -> str:
-        tracks = len(self.get(self.data, "dataset.tracks", list))
-        subset = self.get(self.data, "dataset.subset", str)
-        if self.get(self.data, "toy", bool):
-            return f"{TOY_DATASET}, {tracks} {subset} tracks"
-        root = self.get(self.data, "dataset.root", str)
-        names = set()
-        for system in self.get(self.data, "systems", list):
-            config = system.get("config") if isinstance(system, dict) else None
-            data_config = config.get("data") if isinstance(config, dict) else None
-            if isinstance(data_config, dict) and isinstance(data_config.get("name"), str):
-                names.add(data_config["name"])
-        name = "MUSDB18" if names <= {"musdb"} else " / ".join(sorted(names)) + " data set"
-        return f"{name} {subset} ({tracks} tracks at {root})"
-
-    def date(self) -> str:
-        date = self.get(self.data, "date", str)
-        try:
-            datetime.date.fromisoformat(date)
-        except ValueError:
-            raise ConfigError(f"{self.path}: date must be an ISO date (YYYY-MM-DD), got {date!r}") from None
-        return date
-
-    def training_label(self, system: dict[str, Any], where: str) -> str:
-        recipe = self.get(system, "recipe", (str, type(None)), where)
-        if recipe is None:
-            return "no training"
-        units = {"minutes": "min", "steps": "steps"}
-        budget = self.get(self.data, "budget", dict)
-        spent = ", ".join(f"{_plain(value)} {units.get(key, key)}" for key, value in budget.items())
-        seeds = self.get(self.data, "seeds", list)
-        return f"recipe {recipe}, budget {spent}, seeds {seeds}"
+def _needed(value: T | None, key: str, path: Path) -> T:
+    """A key a comparison may lack but a zoo card needs."""
+    if value is None:
+        raise ConfigError(f"{path}: {key}: must be set to record results in a zoo card")
+    return value
 
 
-def _plain(value: Any) -> str:
-    """A number without a trailing ``.0`` (``2.0`` minutes reads ``2``); anything else as text."""
-    return f"{value:g}" if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value)
+def _dataset_label(comparison: Comparison, path: Path) -> str:
+    dataset = comparison.dataset
+    tracks = len(dataset.tracks)
+    subset = _needed(dataset.subset, "dataset.subset", path)
+    if comparison.toy:
+        return f"{TOY_DATASET}, {tracks} {subset} tracks"
+    root = _needed(dataset.root, "dataset.root", path)
+    names = set()
+    for system in comparison.systems:
+        data_config = (system.config or {}).get("data")
+        if isinstance(data_config, dict) and isinstance(data_config.get("name"), str):
+            names.add(data_config["name"])
+    name = "MUSDB18" if names <= {"musdb"} else " / ".join(sorted(names)) + " data set"
+    return f"{name} {subset} ({tracks} tracks at {root})"
 
 
-def _as_tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:
-    return kind if isinstance(kind, tuple) else (kind,)
+def _training_label(comparison: Comparison, system: System, path: Path) -> str:
+    if system.recipe is None:
+        return "no training"
+    budget = _needed(comparison.budget, "budget", path)
+    spent = [f"{_plain(budget.minutes)} min" if budget.minutes is not None else ""]
+    spent.append(f"{_plain(budget.steps)} steps" if budget.steps is not None else "")
+    return f"recipe {system.recipe}, budget {', '.join(s for s in spent if s)}, seeds {comparison.seeds}"
 
 
-def _join(where: str, key: str) -> str:
-    return f"{where}.{key}" if where else key
+def _plain(value: float) -> str:
+    """A number without a trailing ``.0`` (``2.0`` minutes reads ``2``)."""
+    return str(value) if isinstance(value, int) else f"{value:g}"
 
 
-def measured_results_of(comparison: _Comparison, index: int) -> tuple[list[MeasuredResult], list[str]]:
+def measured_results_of(
+    comparison: Comparison, index: int, path: Path
+) -> tuple[list[MeasuredResult], list[str]]:
     """The measured results of one system of a comparison, one per metric in ``RECORDED_METRICS``.
 
     Values are the summary's estimates per source, rounded to 0.01 dB, with ``"all"`` the mean
@@ -397,47 +357,45 @@ def measured_results_of(comparison: _Comparison, index: int) -> tuple[list[Measu
     Args:
         comparison: The comparison.
         index: The system's position in ``systems``.
+        path: The comparison's file, for error messages.
 
     Returns:
         The results, and notes on anything left out (a metric with no finite score).
+
+    Raises:
+        ConfigError: Naming the file and the key, if the comparison lacks what a card records.
     """
-    data = comparison.data
     where = f"systems[{index}]"
-    system = comparison.get(data, "systems", list)[index]
-    label = comparison.get(system, "label", str, where)
-    model = comparison.get(system, "model", str, where)
-    tracks = len(comparison.get(data, "dataset.tracks", list))
-    training = comparison.training_label(system, where)
-    parameters = comparison.get(system, "parameters", (int, type(None)), where)
-    confidence = comparison.get(data, "confidence", (int, float))
+    system = comparison.systems[index]
+    model = _needed(system.model, f"{where}.model", path)
+    tracks = len(comparison.dataset.tracks)
+    training = _training_label(comparison, system, path)
     shared = {
-        "dataset": comparison.dataset_label(),
-        "command": comparison.get(data, "command", str),
-        "date": comparison.date(),
-        "sepzoo_version": comparison.get(data, "sepzoo_version", str),
+        "dataset": _dataset_label(comparison, path),
+        "command": _needed(comparison.command, "command", path),
+        "date": _needed(comparison.date, "date", path),
+        "sepzoo_version": _needed(comparison.sepzoo_version, "sepzoo_version", path),
     }
     results, skipped = [], []
     for metric in RECORDED_METRICS:
-        at = f"{where}.summary.{metric}"
-        estimates, intervals, missing = _scores(
-            comparison, comparison.get(system, f"summary.{metric}", dict, where), at
-        )
+        per_source = _needed(system.summary.get(metric), f"{where}.summary.{metric}", path)
+        estimates, intervals, missing = _scores(comparison, per_source)
         if not estimates:
             skipped.append(
-                f"system {label!r}: no finite {metric} estimate for any source; {metric} not recorded"
+                f"system {system.label!r}: no finite {metric} estimate for any source; {metric} not recorded"
             )
             continue
         values = {ALL_KEY: round(sum(estimates.values()) / len(estimates), 2)} if not missing else {}
         values |= {source: round(value, 2) for source, value in estimates.items()}
-        description = comparison.get(data, f"metrics.{metric}", str)
-        name = metric if label == model else f"{metric} of system {label!r}"
+        description = _needed((comparison.metrics or {}).get(metric), f"metrics.{metric}", path)
+        name = metric if system.label == model else f"{metric} of system {system.label!r}"
         notes = [
             f"no score for {', '.join(missing)}, so no '{ALL_KEY}'"
             if missing
             else f"'{ALL_KEY}' is the mean of the per-source values",
-            f"{confidence:.0%} intervals over tracks: {', '.join(intervals)}" if intervals else "",
-            f"{parameters:,} parameters as trained" if parameters is not None else "",
-            f"comparison {comparison.get(data, 'name', str)!r}",
+            f"{comparison.confidence:.0%} intervals over tracks: {', '.join(intervals)}" if intervals else "",
+            f"{system.parameters:,} parameters as trained" if system.parameters is not None else "",
+            f"comparison {comparison.name!r}",
         ]
         results.append(
             MeasuredResult(
@@ -451,21 +409,20 @@ def measured_results_of(comparison: _Comparison, index: int) -> tuple[list[Measu
 
 
 def _scores(
-    comparison: _Comparison, per_source: dict[str, Any], where: str
+    comparison: Comparison, per_source: dict[str, ScoreSummary]
 ) -> tuple[dict[str, float], list[str], list[str]]:
     """A metric's finite estimates by source, their intervals as text, and the sources without one."""
     estimates, intervals, missing = {}, [], []
     # comparison.json is written with sorted keys; list the stems in the comparison's own order.
-    order = comparison.get(comparison.data, "sources", list)
+    order = comparison.sources
     for source in [*(s for s in order if s in per_source), *(s for s in per_source if s not in order)]:
-        stats = comparison.get(per_source, source, dict, where)
-        estimate = comparison.get(stats, "estimate", (int, float, type(None)), f"{where}.{source}")
-        if estimate is None or not math.isfinite(estimate):
+        stats = per_source[source]
+        if stats.estimate is None or not math.isfinite(stats.estimate):
             missing.append(source)
             continue
-        estimates[source] = float(estimate)
-        low, high = stats.get("low"), stats.get("high")
-        if all(isinstance(x, (int, float)) and math.isfinite(x) for x in (low, high)):
+        estimates[source] = stats.estimate
+        low, high = stats.low, stats.high
+        if low is not None and high is not None and math.isfinite(low) and math.isfinite(high):
             intervals.append(f"{source} {low:.2f} to {high:.2f}")
     return estimates, intervals, missing
 
@@ -513,29 +470,28 @@ def record_comparison(comparison_dir: str | Path, cards_dir: str | Path, repo_ro
     folder = Path(cards_dir)
     if not folder.is_dir():
         raise ConfigError(f"zoo card folder {folder} does not exist")
-    data = read_comparison(comparison_dir)
-    comparison = _Comparison(data, Path(comparison_dir) / COMPARISON_FILE)
+    comparison = read_comparison(comparison_dir)
+    path = Path(comparison_dir) / COMPARISON_FILE
     notes: list[str] = []
     new_results: dict[Path, list[MeasuredResult]] = {}
     labels: dict[Path, list[str]] = {}
-    for index, system in enumerate(comparison.get(data, "systems", list)):
-        model = comparison.get(system, "model", str, f"systems[{index}]")
-        label = comparison.get(system, "label", str, f"systems[{index}]")
+    for index, system in enumerate(comparison.systems):
+        model = _needed(system.model, f"systems[{index}].model", path)
         card_path = folder / f"{model}.yaml"
         if not card_path.is_file():
-            notes.append(f"skipped system {label!r}: model {model!r} has no card ({card_path})")
+            notes.append(f"skipped system {system.label!r}: model {model!r} has no card ({card_path})")
             continue
-        results, skipped = measured_results_of(comparison, index)
+        results, skipped = measured_results_of(comparison, index, path)
         notes += skipped
         new_results.setdefault(card_path, []).extend(results)
-        labels.setdefault(card_path, []).append(label)
+        labels.setdefault(card_path, []).append(system.label)
 
     staged: dict[Path, str] = {}
     for card_path, results in new_results.items():
         keys = [(result.dataset, result.metric) for result in results]
         if len(set(keys)) != len(keys):
             raise ConfigError(
-                f"{comparison.path}: systems {', '.join(labels[card_path])} give {card_path.name} the same"
+                f"{path}: systems {', '.join(labels[card_path])} give {card_path.name} the same"
                 " dataset and metric twice; give them distinct labels"
             )
         text = card_path.read_text(encoding="utf-8")
@@ -543,8 +499,9 @@ def record_comparison(comparison_dir: str | Path, cards_dir: str | Path, repo_ro
         merged = merge_measured(card.measured_results, results)
         new_text = replace_measured_results(text, merged, card_path)
         new_card = parse_card(new_text, card_path)
-        if new_card.measured_results != merged or dataclasses.replace(new_card, measured_results=[]) != (
-            dataclasses.replace(card, measured_results=[])
+        unmeasured = {"measured_results": []}
+        if new_card.measured_results != merged or (
+            new_card.model_copy(update=unmeasured) != card.model_copy(update=unmeasured)
         ):
             raise ConfigError(f"{card_path}: rewriting measured_results would change the rest of the card")
         validate_card(new_card, repo_root)
