@@ -274,7 +274,7 @@ def _closest_keys(owner: type[BaseModel] | None, keys: list[Key]) -> str:
     """``; did you mean '<closest key>'?`` (or the valid keys) from the model that holds an unknown key."""
     if owner is None:
         return ""
-    valid = list(owner.model_fields)
+    valid = [field.alias or name for name, field in owner.model_fields.items()]  # the keys a file uses
     prefix = dotted(keys[:-1])
     close = [f"{prefix}.{c}" if prefix else c for c in closest(str(keys[-1]), valid)]
     if close:
@@ -311,7 +311,7 @@ def _annotation_at(schema: Any, keys: Sequence[Key]) -> Any:
         origin = typing.get_origin(annotation)
         args = typing.get_args(annotation)
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            field = annotation.model_fields.get(key) if isinstance(key, str) else None
+            field = _field_by_key(annotation, key) if isinstance(key, str) else None
             if field is None:
                 return None
             annotation = field.annotation
@@ -322,6 +322,14 @@ def _annotation_at(schema: Any, keys: Sequence[Key]) -> Any:
         else:
             return None
     return annotation
+
+
+def _field_by_key(model: type[BaseModel], key: str) -> Any:
+    """The field a file's key fills: by its alias where it has one (``SI-SDR``), else by name."""
+    for name, field in model.model_fields.items():
+        if (field.alias or name) == key:
+            return field
+    return None
 
 
 def _admits_none(annotation: Any) -> bool:

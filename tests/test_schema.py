@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 import pytest
-from pydantic import ConfigDict
+from pydantic import ConfigDict, Field
 
 from sepzoo.errors import ConfigError
 from sepzoo.schema import StrictModel, expect, validate
@@ -83,3 +83,17 @@ def test_the_origin_of_each_key_comes_from_the_caller():
     text = message({"name": "x", "results": [{"title": "a", "year": "x"}]}, origin)
     assert text.startswith("base.yaml: results[0].year: expected int")
     assert asked == ["results"]  # list positions are left out of what the caller is asked
+
+
+class Scores(StrictModel):
+    model_config = ConfigDict(populate_by_name=False)
+
+    si_sdr: float = Field(alias="SI-SDR")
+
+
+def test_keys_with_aliases_are_named_and_suggested_as_the_file_writes_them():
+    with pytest.raises(ConfigError) as error:
+        validate(Scores, {"SI_SDR": 1.0}, "summary.json")
+    assert "did you mean 'SI-SDR'" in str(error.value)
+    with pytest.raises(ConfigError, match=r"summary\.json: SI-SDR: expected (float|number), got str 'x'"):
+        validate(Scores, {"SI-SDR": "x"}, "summary.json")
