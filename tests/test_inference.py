@@ -7,7 +7,18 @@ import torch
 from torch import Tensor, nn
 
 from sepzoo.engine.apply import apply_model
-from sepzoo.engine.chunks import OverlapAdd, center_crop, extract_chunk, plan_chunks, triangular_weight
+from sepzoo.engine.chunks import (
+    Chunk,
+    ChunkPlan,
+    EngineSettings,
+    OverlapAdd,
+    center_crop,
+    extract_chunk,
+    group_batches,
+    plan_chunks,
+    running_members,
+    triangular_weight,
+)
 from sepzoo.models.bag import BagOfModels
 from sepzoo.models.base import Separator
 
@@ -167,6 +178,96 @@ def test_overlap_add_averages_with_weights():
     torch.testing.assert_close(result[0, 4:], torch.full((2,), 4.0))
     expected_middle = (2.0 * window[2:] + 4.0 * window[:2]) / (window[2:] + window[:2])
     torch.testing.assert_close(result[0, 2:4], expected_middle)
+
+
+def test_overlap_add_of_a_stream_equals_the_whole_output():
+    window = triangular_weight(10, power=2.0)
+    generator = torch.Generator().manual_seed(0)
+    chunks = [(offset, torch.randn(3, 10, generator=generator)) for offset in range(0, 36, 7)]  # up to 45
+    whole = OverlapAdd([3], 45, window)
+    stream = OverlapAdd([3], None, window)
+    popped = []
+    for offset, chunk in chunks:
+        whole.add(chunk, offset)
+        stream.add(chunk, offset)
+        popped.append(stream.pop(offset + 7))  # no later chunk starts before the next offset
+    popped.append(stream.pop(45))
+    assert torch.equal(torch.cat(popped, dim=-1), whole.result())
+    with pytest.raises(ValueError, match="already handed out"):
+        stream.add(chunks[0][1], 0)
+
+
+# ----------------------------------------------------------------------------------------------
+# The chunk plan
+
+
+def settings(segment: float | None = None, overlap: float = 0.25, batch_size: int = 4) -> EngineSettings:
+    return EngineSettings(segment, overlap, 1.0, batch_size, None, False)
+
+
+def test_chunk_plan_of_a_valid_length_model():
+    plan = ChunkPlan(MultipleOf64(segment=1.0), settings(overlap=0.5))  # 100 samples run as 128
+    assert (plan.segment_length, plan.stride, plan.padded_segment_length) == (100, 50, 128)
+    assert list(plan.chunks(290)) == [
+        Chunk(0, 100, 128),
+        Chunk(50, 100, 128),
+        Chunk(100, 100, 128),
+        Chunk(150, 100, 128),
+        Chunk(200, 90, 128),  # cut short by the end of the track, still widened to 128
+        Chunk(250, 40, 64),  # short enough to run as 64
+    ]
+    assert [chunk.window_start for chunk in plan.chunks(290)] == [-14, 36, 86, 136, 181, 238]
+    assert [chunk.offset for chunk in plan.chunks(290)] == plan_chunks(290, 100, 0.5)
+    torch.testing.assert_close(plan.window, triangular_weight(100))
+    # Batches never mix padded lengths.
+    batches = list(group_batches(plan.chunks(290), batch_size=3))
+    assert [[chunk.offset for chunk in batch] for batch in batches] == [[0, 50, 100], [150, 200], [250]]
+
+
+def test_chunk_plan_of_a_track_still_arriving():
+    plan = ChunkPlan(MultipleOf64(segment=1.0), settings(overlap=0.5))
+    # The chunk at 50 reads samples 36 to 164: it is known to be a full one once 164 have arrived.
+    assert plan.chunk_at(50, None, available=163) is None
+    assert plan.chunk_at(50, None, available=164) == Chunk(50, 100, 128)
+    assert list(plan.chunks(None, available=200)) == [Chunk(0, 100, 128), Chunk(50, 100, 128)]
+    assert list(plan.chunks(None, start=100, available=10_000))[0] == Chunk(100, 100, 128)
+    assert plan.first_input(100) == 100 - 128
+    assert plan.next_offset(Chunk(100, 100, 128)) == 150
+
+
+def test_chunk_plan_of_a_fixed_length_model():
+    plan = ChunkPlan(FixedLengthRecorder(segment=0.3), settings(overlap=0.25))
+    assert (plan.segment_length, plan.stride, plan.padded_segment_length) == (30, 22, 30)  # int(22.5)
+    chunks = list(plan.chunks(100))
+    full = [Chunk(offset, 30, 30) for offset in (0, 22, 44, 66)]
+    assert chunks == [*full, Chunk(88, 12, 30)]  # a fixed-length model sees even the last one at 30
+    assert chunks[-1].window_start == 79  # the short last chunk gets real context: 79 to 109
+    assert len(list(group_batches(chunks, batch_size=4))) == 2
+
+
+def test_chunk_plan_of_whole_tracks():
+    whole = ChunkPlan(WholeTrackCounter(), settings(segment=0.2))
+    assert whole.segment_length is None and whole.window is None
+    assert list(whole.chunks(1003)) == [Chunk(0, 1003, 1003)]
+    assert whole.chunk_at(0, None, available=10_000) is None  # waits for the end of the track
+    assert whole.first_input(0) == float("-inf")
+    unsegmented = ChunkPlan(MultipleOf64(segment=None), settings())
+    assert list(unsegmented.chunks(1003)) == [Chunk(0, 1003, 1024)]
+
+
+def test_a_segment_longer_than_the_model_accepts_is_refused_by_the_plan():
+    from sepzoo.errors import SepzooError
+
+    with pytest.raises(SepzooError, match="longer than"):
+        ChunkPlan(FixedLengthRecorder(), settings(segment=0.6))
+
+
+def test_running_members_are_those_that_serve_a_source():
+    torch.manual_seed(0)
+    first, unused, last = Pointwise(), WholeTrackCounter(), Pointwise(sources=["vocals"])
+    bag = BagOfModels([first, unused, last], weights=[[1, 1], [0, 0], [0, 1]])
+    assert running_members(bag) == [first, last]
+    assert running_members(first) == [first]
 
 
 # ----------------------------------------------------------------------------------------------

@@ -22,7 +22,10 @@ from test_inference import (
 )
 from torch import Tensor
 
+import sepzoo.engine.apply as whole_tensor_engine
+import sepzoo.engine.streaming as streaming_engine
 from sepzoo.engine.apply import apply_model
+from sepzoo.engine.chunks import group_batches
 from sepzoo.engine.streaming import RunningStatistics, StreamingEngine, stream_model, track_statistics
 from sepzoo.errors import DataError, SepzooError
 from sepzoo.io.audio import AudioStream, BlockResampler, StemWriter, read_audio, resample
@@ -87,6 +90,51 @@ def test_streamed_honours_valid_length_fixed_chunks_and_whole_tracks(mix, model_
     torch.testing.assert_close(
         streamed(model, mix, [50], overlap=0.25, batch_size=2), expected, atol=1e-6, rtol=0
     )
+
+
+@pytest.mark.parametrize("shifts", [0, 2])
+@pytest.mark.parametrize("model_kind", ["multiple_of_64", "fixed_length", "no_segment"])
+def test_the_stream_runs_the_chunks_and_batches_of_apply_model(mix, monkeypatch, model_kind, shifts):
+    torch.manual_seed(0)
+    model = {
+        "multiple_of_64": lambda: MultipleOf64(segment=0.7),  # short last chunks run as 64, not 128
+        "fixed_length": lambda: FixedLengthRecorder(segment=0.3),
+        "no_segment": lambda: LocalConv(segment=None),
+    }[model_kind]()
+    options = dict(overlap=0.75, shifts=shifts, batch_size=3, seed=4)
+    whole_batches = []
+
+    def recording_group_batches(chunks, batch_size):
+        for batch in group_batches(chunks, batch_size):
+            whole_batches.append(batch)
+            yield batch
+
+    monkeypatch.setattr(whole_tensor_engine, "group_batches", recording_group_batches)
+    apply_model(model, mix, **options)
+
+    claimed = []
+    next_batch = streaming_engine._Lane.next_batch
+
+    def recording_next_batch(lane, *args):
+        batch = next_batch(lane, *args)
+        if batch:
+            claimed.append((lane, batch))
+        return batch
+
+    monkeypatch.setattr(streaming_engine._Lane, "next_batch", recording_next_batch)
+    engine = StreamingEngine(model, **options)
+    for block in blocks(mix, [41]):
+        engine.push(block)
+    engine.finish()
+    # Lanes claim their batches as their input arrives, interleaved; in lane order they are the
+    # batches apply_model ran, shift after shift.
+    streamed_batches = [batch for lane in engine.lanes for owner, batch in claimed if owner is lane]
+    assert streamed_batches == whole_batches
+    padded_lengths = {chunk.padded_length for batch in whole_batches for chunk in batch}
+    shift_padding = 50 if shifts else 0  # the shift trick pads the track by 0.5 s
+    whole_track = 1003 + shift_padding + 2 * LocalConv.context
+    expected = {"multiple_of_64": {128, 64}, "fixed_length": {30}, "no_segment": {whole_track}}
+    assert padded_lengths == expected[model_kind]
 
 
 def test_streamed_shifts_draw_the_same_shifts_from_the_seed(mix):

@@ -12,33 +12,27 @@ model is always evaluated the way it is used. The engine
 * optionally normalises the input by whole-track statistics and undoes it on the outputs;
 * combines the members of a :class:`BagOfModels` per source with their weights.
 
-The building blocks live in :mod:`sepzoo.engine.chunks`, shared with the streaming engine.
+Which chunks run, in which batches, at which shifts, and how their outputs are joined is
+decided in :mod:`sepzoo.engine.chunks` (:class:`~sepzoo.engine.chunks.ChunkPlan`), which the
+streaming engine asks too; this module only cuts the chunks out of a tensor it holds whole.
 """
-
 
 from __future__ import annotations
 
 import torch
 import tqdm
 from torch import Tensor
-from torch.nn import functional as F
 
 from sepzoo.engine.chunks import (
-    MAX_SHIFT_SECONDS,
+    ChunkPlan,
     EngineSettings,
     OverlapAdd,
     call_model,
-    center_crop,
     check_engine_options,
-    check_segment,
-    extract_chunk,
-    in_groups,
+    draw_shifts,
+    group_batches,
     model_device,
-    model_input_length,
     model_name,
-    plan_chunks,
-    segment_samples,
-    triangular_weight,
 )
 from sepzoo.models.bag import BagOfModels, combine_members
 from sepzoo.models.base import Separator
@@ -185,62 +179,42 @@ def _apply_shifted(
     settings: EngineSettings,
 ) -> Tensor:
     """Average the outputs over ``shifts`` random delays of the input (or run once)."""
-    if shifts == 0:
-        return _apply_chunked(model, mix, references, settings)
+    plan = ChunkPlan(model, settings)
     length = mix.shape[-1]
-    max_shift = max(1, int(MAX_SHIFT_SECONDS * model.sample_rate))
     total = None
-    for _ in range(shifts):
-        offset = int(torch.randint(0, max_shift, (1,), generator=generator))
-        delay = max_shift - offset
-        shifted_mix = F.pad(mix, (delay, offset))
-        shifted_references = None if references is None else F.pad(references, (delay, offset))
-        out = _apply_chunked(model, shifted_mix, shifted_references, settings)
-        out = out[..., delay : delay + length]
+    for shift in draw_shifts(model, shifts, generator):
+        shifted_references = None if references is None else shift.pad(references)
+        out = _apply_chunked(plan, shift.pad(mix), shifted_references, settings)
+        out = out[..., shift.delay : shift.delay + length]
         total = out if total is None else total + out
     assert total is not None
-    return total / shifts
+    return total / shifts if shifts else total
 
 
 def _apply_chunked(
-    model: Separator, mix: Tensor, references: Tensor | None, settings: EngineSettings
+    plan: ChunkPlan, mix: Tensor, references: Tensor | None, settings: EngineSettings
 ) -> Tensor:
-    """Overlap-add the model's outputs over chunks of the whole input, ``[B, S, C, T]``.
+    """Overlap-add the model's outputs over the plan's chunks of the whole input, ``[B, S, C, T]``.
 
-    Each chunk is ``segment`` long (the last ones shorter, cut at the end of the track), widened
-    with real neighbouring audio to ``model.valid_length`` of its own length, and weighted by
-    the start of the triangular window; chunks of equal length run in batches.
+    Each chunk is cut with its real neighbouring audio as context and the outputs are
+    cross-faded with the plan's window; chunks run in the batches :func:`group_batches` forms.
     """
+    model = plan.model
     length = mix.shape[-1]
-    segment_length = segment_samples(model, settings)
-    if segment_length is None:
-        segment_length, offsets = length, [0]
-        window = torch.ones(length)  # a single call: nothing to cross-fade
-    else:
-        check_segment(model, segment_length)
-        offsets = plan_chunks(length, segment_length, settings.overlap)
-        window = triangular_weight(segment_length, settings.transition_power)
     device = model_device(model, settings.device)
     batch, channels = mix.shape[:2]
-    accumulator = OverlapAdd([batch, len(model.sources), channels], length, window, device=mix.device)
-    # Chunks that reach the model at the same length run in one batch, short last ones included.
-    by_padded_length: dict[int, list[tuple[int, int]]] = {}
-    for offset in offsets:
-        chunk_length = min(segment_length, length - offset)
-        padded_length = model_input_length(model, segment_length, chunk_length)
-        by_padded_length.setdefault(padded_length, []).append((offset, chunk_length))
-    bar = tqdm.tqdm(total=len(offsets), unit="chunk", disable=not settings.progress, leave=False)
+    accumulator = OverlapAdd([batch, len(model.sources), channels], length, plan.window, device=mix.device)
+    chunks = list(plan.chunks(length))
+    bar = tqdm.tqdm(total=len(chunks), unit="chunk", disable=not settings.progress, leave=False)
     with bar:
-        for padded_length, chunks in by_padded_length.items():
-            for group in in_groups(chunks, settings.batch_size):
-                chunk_mix = torch.cat([extract_chunk(mix, o, n, padded_length) for o, n in group])
-                chunk_references = None
-                if references is not None:
-                    pieces = [extract_chunk(references, o, n, padded_length) for o, n in group]
-                    chunk_references = torch.cat(pieces)
-                out = call_model(model, chunk_mix, chunk_references, device)  # len(group) * B, S, C, T'
-                for index, (offset, chunk_length) in enumerate(group):
-                    piece = out[index * batch : (index + 1) * batch]
-                    accumulator.add(center_crop(piece, chunk_length), offset)
-                bar.update(len(group))
+        for group in group_batches(chunks, settings.batch_size):
+            chunk_mix = torch.cat([chunk.cut(mix) for chunk in group])  # len(group) * B, C, P
+            chunk_references = None
+            if references is not None:
+                chunk_references = torch.cat([chunk.cut(references) for chunk in group])
+            out = call_model(model, chunk_mix, chunk_references, device)  # len(group) * B, S, C, P
+            for index, chunk in enumerate(group):
+                piece = out[index * batch : (index + 1) * batch]
+                accumulator.add(chunk.crop(piece), chunk.offset)
+            bar.update(len(group))
     return accumulator.result()

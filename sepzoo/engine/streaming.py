@@ -1,8 +1,9 @@
 """Streaming separation: tracks that arrive and leave block by block, never held whole.
 
-The streaming engine cuts the stream with the same rules as :func:`sepzoo.engine.apply.apply_model`
-(:mod:`sepzoo.engine.chunks`), so a file separated block by block gives the stems a whole-tensor
-call gives.
+The streaming engine walks the :class:`~sepzoo.engine.chunks.ChunkPlan` that
+:func:`sepzoo.engine.apply.apply_model` walks, in the same batches and at the same shifts, only
+running each chunk once its input has arrived; so a file separated block by block gives the
+stems a whole-tensor call gives.
 """
 
 from __future__ import annotations
@@ -11,23 +12,23 @@ import ctypes
 import functools
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from sepzoo.engine.chunks import (
-    MAX_SHIFT_SECONDS,
+    Chunk,
+    ChunkPlan,
     EngineSettings,
+    OverlapAdd,
+    Shift,
     call_model,
-    center_crop,
     check_engine_options,
-    check_segment,
+    draw_shifts,
+    group_batches,
     model_device,
-    model_input_length,
     model_name,
-    segment_samples,
-    triangular_weight,
+    running_members,
 )
 from sepzoo.models.bag import BagOfModels, combine_members
 from sepzoo.models.base import Separator
@@ -115,150 +116,73 @@ class _Fifo:
         return taken[0] if len(taken) == 1 else torch.cat(taken, dim=-1)
 
 
-@dataclass(frozen=True)
-class _Chunk:
-    offset: int  # first sample, in the lane's time
-    length: int  # samples it contributes
-    padded_length: int  # samples it reaches the model with, real context included
-
-
 class _Lane:
-    """One member of the model at one time shift: its chunk plan and overlap-add window.
+    """One member of the model at one time shift: where it stands in its chunk plan.
 
-    A lane sees the track delayed by ``delay`` samples and followed by ``extra - delay`` zeros
-    (``extra`` is the largest shift, 0 without shifts), as :func:`apply_model` pads it: lane
-    sample ``p`` is track sample ``p - delay``. Chunks are added in order of their offsets, so
-    once the chunk at offset ``o`` has been added, every lane sample before the next offset is
-    final.
+    A lane sees the track delayed by ``shift.delay`` samples and followed by
+    ``shift.padding - shift.delay`` zeros, as :func:`apply_model` pads it: lane sample ``p`` is
+    track sample ``p - delay``. Its :class:`ChunkPlan` is the one :func:`apply_model` runs; chunks
+    are added in order of their offsets, so once the chunk at offset ``o`` has been added, every
+    lane sample before the next offset is final.
     """
 
-    def __init__(
-        self,
-        model: Separator,
-        member: int,
-        delay: int,
-        extra: int,
-        settings: EngineSettings,
-        channels: int,
-    ) -> None:
-        self.model = model
-        self.member = member
-        self.delay = delay
-        self.extra = extra
-        segment_length = segment_samples(model, settings)
-        if segment_length is not None:
-            check_segment(model, segment_length)
-            self.stride = max(1, int((1 - settings.overlap) * segment_length))
-            self.window = triangular_weight(segment_length, settings.transition_power)
-            # Chunks reach back at most this far before their offset (a short last chunk of a
-            # fixed-length model is the widest); the input buffer keeps that much history.
-            self.reach = model_input_length(model, segment_length, segment_length)
-        else:
-            self.stride = 0
-            self.reach = 0
-        self.segment_length = segment_length
+    def __init__(self, plan: ChunkPlan, member: int, shift: Shift, channels: int) -> None:
+        self.plan = plan
+        self.model = plan.model
+        self.member = member  # position among the members that run
+        self.delay = shift.delay
+        self.padding = shift.padding
         self.next_offset = 0  # the next chunk to claim
         self.added_offset = 0  # the next chunk to overlap-add (batches run ahead with jobs > 1)
         self.done = False  # no chunk left to claim
-        self.total = torch.zeros(len(model.sources), channels, 0)  # S, C, n: from acc_start on
-        self.weight_sum = torch.zeros(0)
-        self.acc_start = 0
+        self.accumulator = OverlapAdd([len(self.model.sources), channels], None, plan.window)  # lane time
         self.output = _Fifo()  # final samples, in track time, from emitted on
         self.emitted = 0
 
     def lane_length(self, track_length: int) -> int:
-        return track_length + self.extra
+        return track_length + self.padding
 
-    def chunk_at(self, offset: int, received: int, track_length: int | None) -> _Chunk | None:
-        """The chunk at ``offset`` if its input has arrived (``None``: not yet, or no chunk).
+    def window_start(self, chunk: Chunk) -> int:
+        """First track sample of the chunk's input, context included (may be negative)."""
+        return chunk.window_start - self.delay
+
+    def next_batch(self, received: int, track_length: int | None, batch_size: int) -> list[Chunk]:
+        """Claim the next chunks that run together: the plan's next batch, once its input has arrived.
 
         Args:
-            offset: Its first sample in lane time.
             received: Track samples that have arrived.
             track_length: The track's length once the input has ended, else ``None``.
+            batch_size: Most chunks in one batch.
         """
-        if self.segment_length is None:  # one chunk over the whole track, once it is known
-            if track_length is None or offset > 0:
-                return None
-            length = self.lane_length(track_length)
-            return _Chunk(0, length, model_input_length(self.model, length, length))
-        if track_length is not None:
-            lane_length = self.lane_length(track_length)
-            if offset >= lane_length:
-                return None
-            length = min(self.segment_length, lane_length - offset)
-            return _Chunk(offset, length, model_input_length(self.model, self.segment_length, length))
-        # The track goes on at least to `received`; a chunk whose whole window lies before it is
-        # a full one (the shift's zeros only lengthen the lane).
-        chunk = _Chunk(offset, self.segment_length, self.reach)
-        if self.window_start(chunk) + chunk.padded_length > received:
-            return None
-        return chunk
-
-    def window_start(self, chunk: _Chunk) -> int:
-        """First track sample of the chunk's input, context included (may be negative)."""
-        return chunk.offset - (chunk.padded_length - chunk.length) // 2 - self.delay
-
-    def next_batch(self, received: int, track_length: int | None, batch_size: int) -> list[_Chunk]:
-        """Claim the next chunks that run together: up to ``batch_size`` ready, consecutive ones of
-        one padded length, grouped as :func:`apply_model` groups them."""
         if self.done:
             return []
-        batch: list[_Chunk] = []
-        offset = self.next_offset
-        while len(batch) < batch_size:
-            chunk = self.chunk_at(offset, received, track_length)
-            if chunk is None or (batch and chunk.padded_length != batch[0].padded_length):
-                break
-            batch.append(chunk)
-            if self.segment_length is None:
-                offset = chunk.length  # past the lane's end: the one chunk is claimed
-                break
-            offset += self.stride
-        ended = track_length is not None
-        if not batch or (len(batch) < batch_size and not ended):
+        length = None if track_length is None else self.lane_length(track_length)
+        # The lane's first `delay` samples are the shift's zeros, there from the start.
+        pending = self.plan.chunks(length, start=self.next_offset, available=self.delay + received)
+        batch = next(group_batches(pending, batch_size), [])
+        if not batch or (len(batch) < batch_size and length is None):
             return []  # before the end of the input, batches are only run full
-        self.next_offset = offset
-        if ended and self.chunk_at(offset, received, track_length) is None:
+        self.next_offset = self.plan.next_offset(batch[-1])
+        if length is not None and self.plan.chunk_at(self.next_offset, length) is None:
             self.done = True
         return batch
 
-    def add(self, batch: Sequence[_Chunk], outputs: Tensor) -> None:
+    def add(self, batch: Sequence[Chunk], outputs: Tensor) -> None:
         """Overlap-add the model's outputs ``[len(batch), S, C, T']`` of a claimed batch."""
         for chunk, out in zip(batch, outputs):
-            piece = center_crop(out, chunk.length)  # S, C, length
-            end = chunk.offset + chunk.length - self.acc_start
-            if end > self.total.shape[-1]:
-                grow = end - self.total.shape[-1]
-                self.total = torch.cat(
-                    [self.total, self.total.new_zeros(*self.total.shape[:-1], grow)], dim=-1
-                )
-                self.weight_sum = torch.cat([self.weight_sum, self.weight_sum.new_zeros(grow)])
-            start = chunk.offset - self.acc_start
-            weight = (
-                self.window[: chunk.length] if self.segment_length is not None else torch.ones(chunk.length)
-            )
-            self.total[..., start:end] += piece * weight
-            self.weight_sum[start:end] += weight
-            self.added_offset = chunk.offset + (
-                self.stride if self.segment_length is not None else chunk.length
-            )
+            self.accumulator.add(chunk.crop(out), chunk.offset)  # S, C, length
+            self.added_offset = self.plan.next_offset(chunk)
 
     def flush(self, track_length: int | None) -> None:
         """Move the samples no later chunk touches into :attr:`output`, in track time."""
-        finished = self.done and self.added_offset == self.next_offset and track_length is not None
-        frontier = self.lane_length(track_length) if finished else self.added_offset
-        count = min(frontier - self.acc_start, self.total.shape[-1])
-        if count <= 0:
+        frontier = self.added_offset
+        if track_length is not None and self.done and self.added_offset == self.next_offset:
+            frontier = self.lane_length(track_length)  # every chunk is in: the lane's end is final
+        first = self.accumulator.start - self.delay  # track time of final[..., 0]
+        final = self.accumulator.pop(frontier)  # S, C, count
+        count = final.shape[-1]
+        if count == 0:
             return
-        weight = self.weight_sum[:count]
-        if bool((weight <= 0).any()):
-            raise RuntimeError("some output samples were not covered by any chunk")
-        final = self.total[..., :count] / weight  # S, C, count
-        self.total = self.total[..., count:]
-        self.weight_sum = self.weight_sum[count:]
-        first = self.acc_start - self.delay  # track time of final[..., 0]
-        self.acc_start += count
         end = first + count if track_length is None else min(first + count, track_length)
         begin = max(first, self.emitted + self.output.length)
         if end > begin:
@@ -273,13 +197,11 @@ class _Lane:
         """First track sample this lane may still need as input."""
         if self.done:
             return float("inf")
-        if self.segment_length is None:
-            return float("-inf")
-        return float(self.next_offset - self.delay - self.reach)
+        return self.plan.first_input(self.next_offset) - self.delay
 
     @property
     def held(self) -> int:
-        return self.total.shape[-1] + self.output.length
+        return self.accumulator.held + self.output.length
 
 
 class StreamingEngine:
@@ -344,23 +266,14 @@ class StreamingEngine:
         self.jobs = jobs
         settings = EngineSettings(segment, overlap, transition_power, batch_size, None, False)
         self.device = model_device(model, None if device is None else torch.device(device))
-        self.members: list[Separator] = list(model.members) if isinstance(model, BagOfModels) else [model]
-        weights = model.weights if isinstance(model, BagOfModels) else [[1.0] * len(model.sources)]
         self.shifts = shifts
         generator = torch.Generator().manual_seed(seed)
         self.lanes: list[_Lane] = []
-        for index, (member, weight) in enumerate(zip(self.members, weights)):
-            if not any(weight):
-                continue  # as apply_model: a member that serves no source is not run
-            if shifts == 0:
-                self.lanes.append(_Lane(member, index, 0, 0, settings, self.channels))
-                continue
-            max_shift = max(1, int(MAX_SHIFT_SECONDS * member.sample_rate))
-            for _ in range(shifts):
-                offset = int(torch.randint(0, max_shift, (1,), generator=generator))
-                self.lanes.append(
-                    _Lane(member, index, max_shift - offset, max_shift, settings, self.channels)
-                )
+        # As apply_model: the members that serve some source, in order, each drawing its shifts.
+        for index, member in enumerate(running_members(model)):
+            plan = ChunkPlan(member, settings)
+            for shift in draw_shifts(member, shifts, generator):
+                self.lanes.append(_Lane(plan, index, shift, self.channels))
         self.statistics = None
         if statistics is not None:
             mean, std = statistics
@@ -437,7 +350,7 @@ class StreamingEngine:
     def _note_held(self) -> None:
         self.peak_held = max(self.peak_held, self.held)
 
-    def _fill_window(self, lane: _Lane, chunk: _Chunk, out: Tensor) -> None:
+    def _fill_window(self, lane: _Lane, chunk: Chunk, out: Tensor) -> None:
         """Copy the chunk's input into ``out`` ``[C, padded_length]`` (zeros), context included."""
         start = lane.window_start(chunk)
         inside_start, inside_end = max(start, 0), min(start + chunk.padded_length, self.received)
@@ -455,9 +368,9 @@ class StreamingEngine:
                 break
             position = block_end
 
-    def _claim(self) -> list[tuple[_Lane, list[_Chunk], Tensor]]:
+    def _claim(self) -> list[tuple[_Lane, list[Chunk], Tensor]]:
         """Up to ``jobs`` batches whose input has arrived, lane after lane."""
-        claimed: list[tuple[_Lane, list[_Chunk], Tensor]] = []
+        claimed: list[tuple[_Lane, list[Chunk], Tensor]] = []
         for lane in self.lanes:
             while len(claimed) < self.jobs:
                 batch = lane.next_batch(self.received, self.track_length, self.batch_size)
@@ -516,7 +429,7 @@ class StreamingEngine:
         if self.shifts:
             by_member = {member: total / self.shifts for member, total in by_member.items()}
         if isinstance(self.model, BagOfModels):
-            # combine_members asks for the members it uses in order: those that have lanes.
+            # combine_members asks for the members it runs in order: running_members's order.
             in_order = iter([by_member[index] for index in sorted(by_member)])
             stems = combine_members(
                 self.model, torch.empty(1, self.channels, count), None, lambda *_: next(in_order).unsqueeze(0)
