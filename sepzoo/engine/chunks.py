@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from sepzoo.errors import SepzooError
-from sepzoo.models.bag import BagOfModels, combine_members
+from sepzoo.models.bag import BagOfModels
 from sepzoo.models.base import Separator
 
 MAX_SHIFT_SECONDS = 0.5
@@ -490,25 +490,16 @@ def draw_shifts(model: Separator, shifts: int, generator: torch.Generator) -> li
 
 def running_members(model: Separator | BagOfModels) -> list[Separator]:
     """The separators a call runs, in the order it runs them: the model, or the bag's members
-    that :func:`combine_members` runs (those that serve some source).
-
-    Found by a dry run of :func:`combine_members` on an empty track rather than by repeating its
-    rule here, so that a stream, which runs members ahead and combines their outputs later,
-    runs exactly the members, in exactly the order, that combining will ask for.
+    that serve some source (:meth:`BagOfModels.serving`, the order :func:`combine_members`
+    asks for them in, so that a stream, which runs members ahead and combines their outputs
+    later, runs exactly the members combining will ask for).
 
     Args:
         model: A separator or a bag.
     """
     if not isinstance(model, BagOfModels):
         return [model]
-    running: list[Separator] = []
-
-    def record(member: Separator, references: Tensor | None) -> Tensor:
-        running.append(member)
-        return torch.zeros(1, len(member.sources), model.audio_channels, 0)
-
-    combine_members(model, torch.zeros(1, model.audio_channels, 0), None, record)
-    return running
+    return [model.members[index] for index in model.serving()]
 
 
 def call_model(model: Separator, mix: Tensor, references: Tensor | None, device: torch.device) -> Tensor:

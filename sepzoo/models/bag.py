@@ -125,6 +125,11 @@ class BagOfModels(nn.Module):
             self, mix, references, lambda member, member_references: member(mix, member_references)
         )
 
+    def serving(self) -> list[int]:
+        """Positions of the members that serve some source, in the order they run: a member
+        whose weights are all zero is never run."""
+        return [index for index, weight in enumerate(self.weights) if any(weight)]
+
     def member_references(self, index: int, references: Tensor | None) -> Tensor | None:
         """The slice of the bag's ``references`` ``[B, S, C, T]`` that member ``index`` needs.
 
@@ -174,9 +179,8 @@ def combine_members(
     """
     batch, channels, length = mix.shape
     total = mix.new_zeros(batch, len(bag.sources), channels, length)
-    for index, (member, weight) in enumerate(zip(bag.members, bag.weights)):
-        if not any(weight):
-            continue  # a member that serves no source is not run
+    for index in bag.serving():
+        member, weight = bag.members[index], bag.weights[index]
         out = run(member, bag.member_references(index, references))  # B, S_member, C, T
         for column, position in enumerate(bag.positions[index]):
             if position is not None and weight[position]:
