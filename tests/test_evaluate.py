@@ -414,3 +414,45 @@ def test_the_weights_digest_covers_scalar_buffers_such_as_batch_norm_counters():
     before = _fingerprint(layer)
     layer.num_batches_tracked += 1
     assert _fingerprint(layer) != before
+
+
+NOT_FOR_SCORING = (
+    "torchmetrics",
+    "lightning",
+    "lightning_utilities",
+    "pytorch_lightning",
+    "wandb",
+    "matplotlib",
+    "musdb",
+    "stempeg",
+    "julius",
+    "scipy.signal",
+)
+"""Libraries of training, logging, plotting and MUSDB18's stem files, which scoring WAV estimates
+does not need: torchmetrics alone, with the scipy.signal and matplotlib it brings along, took one
+to two seconds to import."""
+
+
+def test_scoring_estimates_on_disk_imports_no_training_or_plotting_library(toy_root, tmp_path):
+    import subprocess
+    import sys
+
+    estimates_dir = tmp_path / "estimates"
+    write_estimates(toy_root, estimates_dir / "test")
+    out, modules = tmp_path / "scores", tmp_path / "modules.json"
+    argv = ["sepzoo", "eval", "--estimates", str(estimates_dir), "--root", str(toy_root), "-o", str(out)]
+    # The whole command in a fresh interpreter, as a user runs it; what it imported is written
+    # when that interpreter exits.
+    script = (
+        "import atexit, json, runpy, sys\n"
+        f"atexit.register(lambda: open({str(modules)!r}, 'w').write(json.dumps(sorted(sys.modules))))\n"
+        f"sys.argv = {argv!r}\n"
+        "runpy.run_module('sepzoo.cli.main', run_name='__main__')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "cSDR med" in done.stdout and len(list((out / "test").glob("*.json"))) == 2
+    imported = set(json.loads(modules.read_text()))
+    assert "torch" in imported  # the check itself: the interpreter's modules were recorded
+    loaded = [name for name in NOT_FOR_SCORING if name in imported]  # a package's modules load it too
+    assert not loaded, f"`sepzoo eval --estimates` imported {loaded}"

@@ -208,3 +208,36 @@ def test_metric_syncs_across_processes():
     assert set(synced) == {0, 1}
     assert torch.allclose(synced[0], expected, atol=1e-12)
     assert torch.allclose(synced[1], expected, atol=1e-12)
+
+
+def energy_ratio_db(numerator: torch.Tensor, denominator: torch.Tensor, eps: float) -> torch.Tensor:
+    """``10 log10((eps + sum n^2) / (eps + sum d^2))`` over the last axis."""
+    return 10 * torch.log10((numerator.square().sum(-1) + eps) / (denominator.square().sum(-1) + eps))
+
+
+@pytest.mark.parametrize("zero_mean", [True, False])
+def test_sums_taken_block_by_block_equal_the_formulas_over_the_whole_track(monkeypatch, zero_mean):
+    from sepzoo.evaluation import metrics
+    from sepzoo.evaluation.metrics import sd_sdr
+
+    # On the CPU the metrics sum over blocks of samples: short blocks (64 samples of 2 x 4 x 2
+    # rows) make these float32 stems span many of them, the last one ragged.
+    monkeypatch.setattr(metrics, "BLOCK_ELEMENTS", 64 * 16)
+    reference = stems(2, 4, 2, 1000) + 0.2
+    estimate = 0.8 * reference + 0.3 * stems(2, 4, 2, 1000, seed=1)
+    mix = reference.sum(dim=1, keepdim=True).expand_as(reference)  # every source's estimate, no copy
+    x, y, m = (signal.double().flatten(-2) for signal in (estimate, reference, mix))  # 2, S, C*T
+    expected = {"nSDR": energy_ratio_db(y, y - x, MDX_DELTA), "mixture": energy_ratio_db(y, y - m, MDX_DELTA)}
+    if zero_mean:
+        x, y = x - x.mean(-1, keepdim=True), y - y.mean(-1, keepdim=True)
+    target = (x * y).sum(-1, keepdim=True) / (y.square().sum(-1, keepdim=True) + 1e-8) * y
+    expected["SI-SDR"] = energy_ratio_db(target, x - target, 1e-8)
+    expected["SD-SDR"] = energy_ratio_db(target, y - x, 1e-8)
+    got = {
+        "nSDR": nsdr(estimate, reference),
+        "mixture": nsdr(mix, reference),
+        "SI-SDR": si_sdr(estimate, reference, zero_mean=zero_mean),
+        "SD-SDR": sd_sdr(estimate, reference, zero_mean=zero_mean),
+    }
+    for name, values in expected.items():
+        torch.testing.assert_close(got[name], values, rtol=0, atol=1e-9, msg=name)

@@ -75,8 +75,8 @@ def score_track(
         sample_rate: Sample rate, which sets the frame length.
         window_seconds: BSSEval frame length in seconds. (Default: ``1.0``)
         hop_seconds: BSSEval hop in seconds. (Default: ``1.0``)
-        device: Where BSSEval runs (a GPU speeds it up on long tracks). (Default: ``None``, the
-            device of ``references``)
+        device: Where the scores are computed (a GPU speeds BSSEval up on long tracks).
+            (Default: ``None``, the device of ``references``)
 
     Returns:
         ``{"frames": {source: {metric: [per-frame values]}}, "window": s, "hop": s,
@@ -93,17 +93,19 @@ def score_track(
     if len(sources) != references.shape[0]:
         raise ValueError(f"{len(sources)} source names for {references.shape[0]} stems")
     device = references.device if device is None else torch.device(device)
-    references, estimates, mixture = (x.to(device, torch.float64) for x in (references, estimates, mixture))
+    references, estimates, mixture = (x.to(device) for x in (references, estimates, mixture))
     names = list(sources)
-    remainder = mixture - references.sum(dim=0)
+    reference_stems, estimate_stems = list(references.unbind(0)), list(estimates.unbind(0))  # C, T each
+    whole_mixture = mixture.to(torch.float64)
+    remainder = whole_mixture - references.sum(dim=0, dtype=torch.float64)
     if bool(remainder.abs().max() > 1e-6 * max(1.0, float(mixture.abs().max()))):
         names.append(REMAINDER)
-        references = torch.cat([references, remainder.unsqueeze(0)])
-        estimates = torch.cat([estimates, (mixture - estimates.sum(dim=0)).unsqueeze(0)])
+        reference_stems.append(remainder)
+        estimate_stems.append(whole_mixture - estimates.sum(dim=0, dtype=torch.float64))
     order = bsseval_order(names)
     framewise = bss_eval_v4(
-        references[order],
-        estimates[order],
+        _stacked_in_float64([reference_stems[index] for index in order]),
+        _stacked_in_float64([estimate_stems[index] for index in order]),
         window=int(window_seconds * sample_rate),
         hop=int(hop_seconds * sample_rate),
     )
@@ -112,13 +114,14 @@ def score_track(
         for position, index in enumerate(order)
         if names[index] in sources
     }
-    count = len(sources)
-    whole_mixture = mixture.unsqueeze(0).expand(count, *mixture.shape)
+    # Each of these converts the stems to float64 a block at a time, so they take the stems as
+    # they are.
+    mixture_as_estimates = mixture.unsqueeze(0).expand_as(references)
     track_scores = {
-        "nSDR": nsdr(estimates[:count], references[:count]),
-        "SI-SDR": si_sdr(estimates[:count], references[:count]),
-        "SD-SDR": sd_sdr(estimates[:count], references[:count]),
-        "mixture_nSDR": nsdr(whole_mixture, references[:count]),
+        "nSDR": nsdr(estimates, references),
+        "SI-SDR": si_sdr(estimates, references),
+        "SD-SDR": sd_sdr(estimates, references),
+        "mixture_nSDR": nsdr(mixture_as_estimates, references),
     }
     record: dict[str, Any] = {
         "frames": {source: frames[source] for source in sources},
@@ -128,6 +131,15 @@ def score_track(
     for metric, values in track_scores.items():
         record[metric] = {source: float(value) for source, value in zip(sources, values)}
     return record
+
+
+def _stacked_in_float64(stems: Sequence[Tensor]) -> Tensor:
+    """The stems ``[C, T]`` as one float64 tensor ``[S, C, T]``, each converted as it is copied
+    in: the track's float64 copy is made once, already in the order asked for."""
+    stacked = stems[0].new_empty((len(stems), *stems[0].shape), dtype=torch.float64)
+    for row, stem in zip(stacked, stems):
+        row.copy_(stem)
+    return stacked
 
 
 def frame_median(values: Sequence[float]) -> float:

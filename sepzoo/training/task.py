@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from sepzoo.engine.apply import apply_model
-from sepzoo.evaluation.metrics import NSDR
+from sepzoo.evaluation.nsdr_metric import NSDR
 from sepzoo.models.base import Separator
 from sepzoo.training.losses import SeparationLoss
 from sepzoo.training.recipe import InferenceOptions
