@@ -191,17 +191,11 @@ def cmd_models(args: argparse.Namespace) -> int:
     Args:
         args: Parsed arguments.
     """
-    import torch
-
-    from sepzoo.models import create_model, get_model_class, list_models
+    from sepzoo.models import count_parameters, get_model_class, list_models
 
     rows = []
     for name in list_models():
-        cls = get_model_class(name)
-        # Built on the meta device: shapes without storage, so counting costs no weights.
-        with torch.device("meta"):
-            params = create_model(name).num_parameters()
-        rows.append((name, cls.domain, f"{params:,}"))
+        rows.append((name, get_model_class(name).domain, f"{count_parameters(name):,}"))
     header = ("name", "domain", "parameters (default settings)")
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(3)]
     for row in [header, tuple("-" * w for w in widths), *rows]:

@@ -83,10 +83,40 @@ def create_model(name: str, **kwargs: Any) -> Separator:
     return MODELS.get(name)(**kwargs)
 
 
+# In-place random fills of a tensor, which parameter initialisation ends in.
+_RANDOM_FILLS = frozenset({"normal_", "uniform_", "trunc_normal_", "bernoulli_", "exponential_"})
+
+
+def count_parameters(name: str, **kwargs: Any) -> int:
+    """Trainable parameters of a model, counted without allocating or initialising weights.
+
+    The model is built on the meta device, where tensors have shapes but no storage, and random
+    initialisation is skipped: drawing random values on the meta device runs through torch's
+    reference kernels, which would load its whole compiler stack for values that are never used.
+
+    Args:
+        name: A registered model name.
+        **kwargs: Init arguments overriding the model's defaults.
+    """
+    import torch
+    from torch.overrides import TorchFunctionMode
+
+    class _SkipInit(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204
+            name = getattr(func, "__name__", "")
+            if getattr(func, "__module__", None) == "torch.nn.init" or name in _RANDOM_FILLS:
+                return args[0] if args else kwargs["tensor"]
+            return func(*args, **(kwargs or {}))
+
+    with torch.device("meta"), _SkipInit():
+        return create_model(name, **kwargs).num_parameters()
+
+
 __all__ = [
     "ENTRY_POINT_GROUP",
     "MODELS",
     "Separator",
+    "count_parameters",
     "create_model",
     "get_model_class",
     "list_models",

@@ -288,7 +288,8 @@ def rescale_conv_weights(module: nn.Module, reference: float) -> None:
         reference: The target standard deviation.
     """
     for sub in module.modules():
-        if isinstance(sub, _CONVOLUTIONS):
+        # A model on the meta device (built to count parameters) has no values to rescale.
+        if isinstance(sub, _CONVOLUTIONS) and not sub.weight.is_meta:
             scale = (sub.weight.std().detach() / reference) ** 0.5
             sub.weight.data /= scale
             if sub.bias is not None:

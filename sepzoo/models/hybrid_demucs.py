@@ -105,8 +105,10 @@ class FrequencyEmbedding(nn.Module):
         super().__init__()
         self.embedding = nn.Embedding(frequencies, channels)
         self.scale = scale
+        table = self.embedding.weight
+        if table.is_meta:  # built to count parameters: there are no values to shape
+            return
         with torch.no_grad():
-            table = self.embedding.weight
             if smooth:
                 # A sum of n unit Gaussians has standard deviation sqrt(n).
                 counts = torch.arange(1, frequencies + 1, dtype=table.dtype).sqrt()[:, None]

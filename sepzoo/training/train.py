@@ -275,7 +275,6 @@ def train(
     """
     import lightning as L
 
-
     recipe = load_recipe(recipe_path, overrides or [])
     run_dir = run_directory(recipe)
     _check_writable(run_dir)
