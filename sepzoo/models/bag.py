@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
-from sepzoo.models.base import Separator
+from sepzoo.models.base import Separator, seconds_to_samples
 
 
 class BagOfModels(nn.Module):
@@ -94,9 +94,7 @@ class BagOfModels(nn.Module):
     @property
     def segment_length(self) -> int | None:
         """The smallest member segment in samples, or ``None``."""
-        if self.segment is None:
-            return None
-        return int(round(self.segment * self.sample_rate))
+        return seconds_to_samples(self.segment, self.sample_rate)
 
     def valid_length(self, length: int) -> int:
         """Smallest length >= ``length`` that every member handles exactly.

@@ -35,6 +35,18 @@ def _plain(value: Any) -> Any:
     )
 
 
+def seconds_to_samples(seconds: float | None, sample_rate: int) -> int | None:
+    """A chunk length in seconds as the nearest whole number of samples (``None`` stays ``None``).
+
+    Args:
+        seconds: Seconds, or ``None``.
+        sample_rate: Samples per second.
+    """
+    if seconds is None:
+        return None
+    return int(round(seconds * sample_rate))
+
+
 def _variant_init(cls: type) -> Any:
     """An ``__init__`` taking the parent's arguments with ``cls.variant_defaults`` as defaults."""
     parent_init = cls.__mro__[1].__init__
@@ -165,9 +177,7 @@ class Separator(nn.Module):
     @property
     def segment_length(self) -> int | None:
         """Preferred chunk length in samples, or ``None``."""
-        if self.segment is None:
-            return None
-        return int(round(self.segment * self.sample_rate))
+        return seconds_to_samples(self.segment, self.sample_rate)
 
     def valid_length(self, length: int) -> int:
         """Smallest input length >= ``length`` that the model handles without trimming.
