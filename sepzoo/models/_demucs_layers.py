@@ -296,6 +296,49 @@ def rescale_conv_weights(module: nn.Module, reference: float) -> None:
                 sub.bias.data /= scale
 
 
+def group_norm(channels: int, groups: int | None) -> nn.Module:
+    """A group norm with ``groups`` groups over ``channels``, or an identity where ``groups`` is
+    ``None`` (the outer layers of a Demucs, before ``norm_starts``).
+
+    Args:
+        channels: Channels of the input.
+        groups: Number of groups, or ``None`` for no norm.
+    """
+    return nn.GroupNorm(groups, channels) if groups else nn.Identity()
+
+
+DCONV_MODES: tuple[int, ...] = (0, 1, 2, 3)
+"""Where a Demucs has residual branches: bit 1 in the encoder, bit 2 in the decoder."""
+
+
+def check_dconv_mode(mode: int) -> None:
+    """Raise ``ValueError`` unless ``mode`` is one of :data:`DCONV_MODES`.
+
+    Args:
+        mode: The model's ``dconv_mode``.
+    """
+    if mode not in DCONV_MODES:
+        raise ValueError(f"dconv_mode must be 0, 1, 2 or 3, got {mode}")
+
+
+def residual_options(
+    mode: int, depth: int, compress: float, init: float, attention: bool, lstm: bool
+) -> tuple[dict | None, dict | None]:
+    """Keyword arguments of the :class:`ResidualBranch` of one depth's encoder layer and decoder
+    layer, ``None`` for a layer that ``mode`` leaves without one.
+
+    Args:
+        mode: The model's ``dconv_mode`` (see :data:`DCONV_MODES`).
+        depth: Layers of the branch.
+        compress: Channel compression inside it.
+        init: Its initial layer scale.
+        attention: Whether it has local attention.
+        lstm: Whether it has an LSTM.
+    """
+    options = {"depth": depth, "compress": compress, "init": init, "attention": attention, "lstm": lstm}
+    return (options if mode & 1 else None), (options if mode & 2 else None)
+
+
 def center_trim(x: Tensor, length: int) -> Tensor:
     """Keep the central ``length`` samples of ``x`` (time last); an odd excess is taken more from
     the right.
@@ -315,7 +358,11 @@ __all__ = [
     "ChannelScale",
     "LocalAttention",
     "ResidualBranch",
+    "DCONV_MODES",
     "center_trim",
+    "check_dconv_mode",
     "frame_signal",
+    "group_norm",
     "rescale_conv_weights",
+    "residual_options",
 ]

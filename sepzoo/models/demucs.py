@@ -27,12 +27,16 @@ from torch.nn import functional as F
 
 from sepzoo import DEFAULT_SOURCES
 from sepzoo.models import register_model
-from sepzoo.models._demucs_layers import BidirectionalLSTM, ResidualBranch, center_trim, rescale_conv_weights
+from sepzoo.models._demucs_layers import (
+    BidirectionalLSTM,
+    ResidualBranch,
+    center_trim,
+    check_dconv_mode,
+    group_norm,
+    rescale_conv_weights,
+    residual_options,
+)
 from sepzoo.models.base import Separator
-
-
-def _norm(channels: int, groups: int | None) -> nn.Module:
-    return nn.GroupNorm(groups, channels) if groups else nn.Identity()
 
 
 class DemucsEncoderLayer(nn.Module):
@@ -66,14 +70,14 @@ class DemucsEncoderLayer(nn.Module):
     ) -> None:
         super().__init__()
         self.conv = nn.Conv1d(in_channels, channels, kernel_size, stride)
-        self.norm = _norm(channels, norm_groups)
+        self.norm = group_norm(channels, norm_groups)
         self.activation = nn.GELU() if gelu else nn.ReLU()
         self.residual = None if residual is None else ResidualBranch(channels, **residual)
         self.rewrite = None
         if rewrite:
             widening = 2 if glu else 1
             self.rewrite = nn.Conv1d(channels, widening * channels, 1)
-            self.rewrite_norm = _norm(widening * channels, norm_groups)
+            self.rewrite_norm = group_norm(widening * channels, norm_groups)
             self.rewrite_gate = nn.GLU(dim=1) if glu else nn.ReLU()
 
     def forward(self, x: Tensor) -> Tensor:
@@ -128,13 +132,13 @@ class DemucsDecoderLayer(nn.Module):
         if rewrite:
             widening = 2 if glu else 1
             self.rewrite = nn.Conv1d(channels, widening * channels, 2 * context + 1, padding=context)
-            self.rewrite_norm = _norm(widening * channels, norm_groups)
+            self.rewrite_norm = group_norm(widening * channels, norm_groups)
             self.rewrite_gate = nn.GLU(dim=1) if glu else nn.ReLU()
         self.residual = None if residual is None else ResidualBranch(channels, **residual)
         self.conv_transpose = nn.ConvTranspose1d(channels, out_channels, kernel_size, stride)
         self.last = last
         if not last:
-            self.norm = _norm(out_channels, norm_groups)
+            self.norm = group_norm(out_channels, norm_groups)
             self.activation = nn.GELU() if gelu else nn.ReLU()
 
     def forward(self, x: Tensor) -> Tensor:
@@ -237,8 +241,7 @@ class Demucs(Separator):
                 f"need depth >= 1, channels >= 1 and kernel_size >= stride >= 1; got depth={depth}, "
                 f"channels={channels}, kernel_size={kernel_size}, stride={stride}"
             )
-        if dconv_mode not in (0, 1, 2, 3):
-            raise ValueError(f"dconv_mode must be 0, 1, 2 or 3, got {dconv_mode}")
+        check_dconv_mode(dconv_mode)
         self.kernel_size = kernel_size
         self.stride = stride
         self.depth = depth
@@ -249,17 +252,12 @@ class Demucs(Separator):
         in_channels = audio_channels
         for index in range(depth):
             groups = norm_groups if index >= norm_starts else None
-            residual = {
-                "depth": dconv_depth,
-                "init": dconv_init,
-                "compress": dconv_comp,
-                "attention": index >= dconv_attn,
-                "lstm": index >= dconv_lstm,
-            }
+            encoder_residual, decoder_residual = residual_options(
+                dconv_mode, dconv_depth, dconv_comp, dconv_init, index >= dconv_attn, index >= dconv_lstm
+            )
             self.encoder.append(
                 DemucsEncoderLayer(
-                    in_channels, channels, kernel_size, stride, groups, gelu, glu, rewrite,
-                    residual if dconv_mode & 1 else None,
+                    in_channels, channels, kernel_size, stride, groups, gelu, glu, rewrite, encoder_residual
                 )
             )  # fmt: skip
             out_channels = in_channels if index > 0 else len(self.sources) * audio_channels
@@ -267,7 +265,7 @@ class Demucs(Separator):
                 0,
                 DemucsDecoderLayer(
                     channels, out_channels, kernel_size, stride, groups, gelu, glu, rewrite, context,
-                    residual if dconv_mode & 2 else None, last=index == 0,
+                    decoder_residual, last=index == 0,
                 ),
             )  # fmt: skip
             in_channels = channels

@@ -39,15 +39,17 @@ from sepzoo import DEFAULT_SOURCES
 from sepzoo.dsp.stft import STFT
 from sepzoo.dsp.wiener import demucs_wiener
 from sepzoo.models import register_model
-from sepzoo.models._demucs_layers import ResidualBranch, rescale_conv_weights
+from sepzoo.models._demucs_layers import (
+    ResidualBranch,
+    check_dconv_mode,
+    group_norm,
+    rescale_conv_weights,
+    residual_options,
+)
 from sepzoo.models.base import Separator
 
 WIENER_WINDOW = 300
 """Frames the Wiener filter handles at once; its statistics are those of each window."""
-
-
-def _group_norm(channels: int, groups: int | None) -> nn.Module:
-    return nn.GroupNorm(groups, channels) if groups else nn.Identity()
 
 
 def pad_reflect(x: Tensor, left: int, right: int) -> Tensor:
@@ -176,12 +178,12 @@ class HybridEncoderLayer(nn.Module):
             self.conv = nn.Conv1d(in_channels, channels, kernel_size, stride, padding)
         if conv_only:
             return
-        self.norm = _group_norm(channels, norm_groups)
+        self.norm = group_norm(channels, norm_groups)
         self.rewrite = None
         if rewrite:
             convolution = nn.Conv2d if frequency else nn.Conv1d
             self.rewrite = convolution(channels, 2 * channels, 2 * context + 1, padding=context)
-            self.rewrite_norm = _group_norm(2 * channels, norm_groups)
+            self.rewrite_norm = group_norm(2 * channels, norm_groups)
         self.residual = None if residual is None else ResidualBranch(channels, **residual)
 
     def forward(self, x: Tensor, inject: Tensor | None = None) -> Tensor:
@@ -263,7 +265,7 @@ class HybridDecoderLayer(nn.Module):
             self.conv_transpose = nn.ConvTranspose2d(channels, out_channels, (kernel_size, 1), (stride, 1))
         else:
             self.conv_transpose = nn.ConvTranspose1d(channels, out_channels, kernel_size, stride)
-        self.norm = _group_norm(out_channels, norm_groups)
+        self.norm = group_norm(out_channels, norm_groups)
         if conv_only:
             return
         self.rewrite = None
@@ -275,7 +277,7 @@ class HybridDecoderLayer(nn.Module):
                 self.rewrite = nn.Conv2d(channels, 2 * channels, taps, padding=context)
             else:
                 self.rewrite = nn.Conv2d(channels, 2 * channels, (1, taps), padding=(0, context))
-            self.rewrite_norm = _group_norm(2 * channels, norm_groups)
+            self.rewrite_norm = group_norm(2 * channels, norm_groups)
         self.residual = None if residual is None else ResidualBranch(channels, **residual)
 
     def forward(self, x: Tensor, skip: Tensor | None, length: int) -> tuple[Tensor, Tensor]:
@@ -605,14 +607,9 @@ class HybridDemucs(Separator):
         for index, plan in enumerate(plans):
             if plan.last_frequency:
                 out_freq = out_time = max(out_time, out_freq)
-            residual = {
-                "depth": dconv_depth,
-                "compress": dconv_comp,
-                "init": dconv_init,
-                "attention": index >= dconv_attn,
-                "lstm": index >= dconv_lstm,
-                "gelu": True,
-            }
+            encoder_residual, decoder_residual = residual_options(
+                dconv_mode, dconv_depth, dconv_comp, dconv_init, index >= dconv_attn, index >= dconv_lstm
+            )
             common = {
                 "norm_groups": norm_groups if index >= norm_starts else None,
                 "rewrite": rewrite,
@@ -621,7 +618,7 @@ class HybridDemucs(Separator):
             encoder = {
                 **common, "in_channels": in_freq, "channels": out_freq, "kernel_size": plan.kernel_size,
                 "stride": plan.stride, "frequency": plan.frequency, "pad": plan.pad, "context": context_enc,
-                "residual": residual if dconv_mode & 1 else None,
+                "residual": encoder_residual,
             }  # fmt: skip
             self.freq_encoder.append(
                 BandSplitEncoderLayer(multi_freqs, **encoder) if band_split else HybridEncoderLayer(**encoder)
@@ -631,7 +628,7 @@ class HybridDemucs(Separator):
                 self.time_encoder.append(
                     HybridEncoderLayer(
                         in_time, out_time, kernel_size, stride, frequency=False, pad=True,
-                        context=context_enc, residual=residual if dconv_mode & 1 else None,
+                        context=context_enc, residual=encoder_residual,
                         conv_only=plan.last_frequency, **common,
                     )
                 )  # fmt: skip
@@ -641,7 +638,7 @@ class HybridDemucs(Separator):
             decoder = {
                 **common, "channels": out_freq, "out_channels": in_freq, "kernel_size": plan.kernel_size,
                 "stride": plan.stride, "frequency": plan.frequency, "pad": plan.pad, "context": context,
-                "residual": residual if dconv_mode & 2 else None, "last": index == 0,
+                "residual": decoder_residual, "last": index == 0,
             }  # fmt: skip
             if band_split:
                 self.freq_decoder.append(BandSplitDecoderLayer(multi_freqs, context_freq=False, **decoder))
@@ -651,7 +648,7 @@ class HybridDemucs(Separator):
                 self.time_decoder.append(
                     HybridDecoderLayer(
                         out_time, in_time, kernel_size, stride, frequency=False, pad=True, context=context,
-                        residual=residual if dconv_mode & 2 else None, last=index == 0,
+                        residual=decoder_residual, last=index == 0,
                         conv_only=plan.last_frequency, **common,
                     )
                 )  # fmt: skip
@@ -691,8 +688,7 @@ class HybridDemucs(Separator):
                 f"need kernel_size >= stride >= 1 and time_stride >= 1; got kernel_size={kernel_size}, "
                 f"stride={stride}, time_stride={time_stride}"
             )
-        if dconv_mode not in (0, 1, 2, 3):
-            raise ValueError(f"dconv_mode must be 0, 1, 2 or 3, got {dconv_mode}")
+        check_dconv_mode(dconv_mode)
         if hybrid_old and not hybrid:
             raise ValueError("hybrid_old=True needs hybrid=True")
         if hybrid and not cac and wiener_iters != end_iters:
