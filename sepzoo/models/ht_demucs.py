@@ -246,20 +246,27 @@ class HTDemucs(HybridDemucs):
             return freq, time
         if time is None:
             raise RuntimeError("HT Demucs is always hybrid: the temporal branch is missing")
-        if self.freq_to_transformer is not None:
-            batch, channels, frequencies, frames = freq.shape
-            freq = self.freq_to_transformer(freq.flatten(2)).view(
-                batch, -1, frequencies, frames
-            )  # B, D, Fr, N
-            time = self.time_to_transformer(time)  # B, D, T
+        freq, time = _project(self.freq_to_transformer, self.time_to_transformer, freq, time)  # B, D, ...
         freq, time = self.transformer(freq, time)
-        if self.transformer_to_freq is not None:
-            batch, channels, frequencies, frames = freq.shape
-            freq = self.transformer_to_freq(freq.flatten(2)).view(
-                batch, -1, frequencies, frames
-            )  # B, C, Fr, N
-            time = self.transformer_to_time(time)  # B, C, T
+        return _project(self.transformer_to_freq, self.transformer_to_time, freq, time)  # B, C, ...
+
+
+def _project(
+    freq_projection: nn.Module | None, time_projection: nn.Module | None, freq: Tensor, time: Tensor
+) -> tuple[Tensor, Tensor]:
+    """Change the channels of both branches with their 1x1 convolutions (none: as they are).
+
+    Args:
+        freq_projection: Convolution over the frequency branch's ``[B, C, Fr * N]``.
+        time_projection: Convolution over the temporal branch's ``[B, C, T]``.
+        freq: Frequency features, ``[B, C, Fr, N]``.
+        time: Temporal features, ``[B, C, T]``.
+    """
+    if freq_projection is None or time_projection is None:
         return freq, time
+    batch, _, frequencies, frames = freq.shape
+    freq = freq_projection(freq.flatten(2)).view(batch, -1, frequencies, frames)  # B, C', Fr, N
+    return freq, time_projection(time)  # B, C', T
 
 
 __all__ = ["HTDemucs"]
