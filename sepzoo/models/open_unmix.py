@@ -28,8 +28,10 @@ reference implementation, sigsep/open-unmix-pytorch:
 Open-Unmix trains one model per target; here the one separator holds one independent network per
 entry of ``sources``, so ``sources=["vocals"]`` is a one-target model.
 
-Differences from the reference: the STFT pads with zeros rather than by reflection, so that
-inputs of any length, down to one sample, work (the output is cropped back to the input length);
+Differences from the reference: by default the STFT pads with zeros rather than by reflection, so
+that inputs of any length, down to one sample, work (the output is cropped back to the input
+length); ``pad_mode="reflect"``, which models converted from ``openunmix`` folders use
+(:mod:`sepzoo.convert.openunmix`), pads as the reference does;
 the Wiener filter, when enabled, runs in evaluation mode only, since Open-Unmix trains its targets
 on magnitudes without it and filters only when separating.
 """
@@ -177,6 +179,9 @@ class OpenUnmix(Separator):
             (Default: ``False``)
         wiener_window: Frames filtered together, or ``None`` for the whole input.
             (Default: ``300``)
+        pad_mode: How the centred STFT pads half a frame at each end: ``"constant"`` (zeros,
+            any input length) or ``"reflect"``, as the ``openunmix`` package pads (inputs
+            longer than ``n_fft // 2`` samples). (Default: ``"constant"``)
         sample_rate: Sample rate in Hz. (Default: ``44100``)
         audio_channels: Input and output channels. (Default: ``2``)
         segment: Preferred chunk length in seconds; Open-Unmix trains on 6-second excerpts.
@@ -200,6 +205,7 @@ class OpenUnmix(Separator):
         wiener_softmask: bool = False,
         wiener_residual: bool = False,
         wiener_window: int | None = 300,
+        pad_mode: str = "constant",
         sample_rate: int = 44100,
         audio_channels: int = 2,
         segment: float | None = 6.0,
@@ -244,7 +250,7 @@ class OpenUnmix(Separator):
         self.wiener_window = wiener_window
         # Open-Unmix's float32 window in every precision: a model run in float64 computes the
         # function it was trained with in float32.
-        self.stft = STFT(n_fft, hop_length, float32_window=True)
+        self.stft = STFT(n_fft, hop_length, pad_mode=pad_mode, float32_window=True)
         self.target_networks = nn.ModuleDict(
             {
                 name: TargetNetwork(
@@ -268,6 +274,11 @@ class OpenUnmix(Separator):
             references: Unused; accepted for the common signature. (Default: ``None``)
         """
         self.check_input(mix, references)
+        if self.stft.pad_mode == "reflect" and mix.shape[-1] <= self.n_fft // 2:
+            raise ValueError(
+                f"reflection padding needs more than n_fft // 2 = {self.n_fft // 2} samples, got "
+                f"{mix.shape[-1]}"
+            )
         mix_stft = self.stft(mix)  # B, C, F, N
         magnitude = mix_stft.abs()  # B, C, F, N
         masks = [network(magnitude) for network in self.target_networks.values()]  # S x (B, C, F, N)
