@@ -3,6 +3,22 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
+
+
+def _engine_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The inference engine's options and the device, as ``eval`` and ``separate`` take them.
+
+    Args:
+        args: Parsed arguments of a command with the engine's options.
+    """
+    return {
+        "shifts": args.shifts,
+        "overlap": args.overlap,
+        "segment": args.segment,
+        "batch_size": args.batch_size,
+        "device": args.device,
+    }
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -60,11 +76,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         estimates=args.estimates,
         save_estimates=args.save_estimates,
         max_tracks=args.tracks,
-        shifts=args.shifts,
-        overlap=args.overlap,
-        segment=args.segment,
-        batch_size=args.batch_size,
-        device=args.device,
+        **_engine_options(args),
         force=args.force,
         wandb=args.wandb,
         wandb_project=args.wandb_project,
@@ -97,11 +109,7 @@ def cmd_separate(args: argparse.Namespace) -> int:
         args.files,
         args.model,
         args.out,
-        shifts=args.shifts,
-        overlap=args.overlap,
-        segment=args.segment,
-        batch_size=args.batch_size,
-        device=args.device,
+        **_engine_options(args),
         force=args.force,
         two_stems=args.two_stems,
         output_format=output_format,

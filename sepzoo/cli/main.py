@@ -9,47 +9,93 @@ its progress lines on stdout and its warnings on stderr, more with ``-v``, fewer
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from sepzoo.errors import SepzooError
 
 EXIT_USER_ERROR = 2
 
 
-def _add_train(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "train",
-        help="train the model a recipe describes",
-        description="Train a recipe. Overrides are key=value pairs, e.g. trainer.max_steps=100.",
-    )
-    p.add_argument("recipe", help="recipe YAML file")
-    p.add_argument("overrides", nargs="*", metavar="key=value", help="recipe overrides")
+def _add_flags(p: argparse._ActionsContainer, flags: dict[str, str]) -> None:
+    """Add on/off options (``action="store_true"``), in the order given.
+
+    Args:
+        p: The (sub-command's) parser or a group of its options.
+        flags: Each option's flag and help text.
+    """
+    for flag, text in flags.items():
+        p.add_argument(flag, action="store_true", help=text)
+
+
+def _add_out(p: argparse.ArgumentParser, text: str, required: bool = True) -> None:
+    """Add ``-o/--out``.
+
+    Args:
+        p: The (sub-command's) parser or a group of its options.
+        text: Its help text.
+        required: Whether the option must be given. (Default: ``True``)
+    """
+    p.add_argument("-o", "--out", required=required, help=text)
+
+
+def _add_model_name(p: argparse.ArgumentParser, text: str, required: bool = False) -> None:
+    """Add ``-n/--name``, stored as ``args.model``.
+
+    Args:
+        p: The (sub-command's) parser or a group of its options.
+        text: Its help text.
+        required: Whether the option must be given. (Default: ``False``)
+    """
+    p.add_argument("-n", "--name", dest="model", required=required, help=text)
+
+
+def _add_recipe(p: argparse.ArgumentParser, recipe: str, overrides: str) -> None:
+    """Add the positional recipe file and its ``key=value`` overrides.
+
+    Args:
+        p: The (sub-command's) parser or a group of its options.
+        recipe: Help text of the recipe argument.
+        overrides: Help text of the overrides.
+    """
+    p.add_argument("recipe", help=recipe)
+    p.add_argument("overrides", nargs="*", metavar="key=value", help=overrides)
+
+
+def _add_engine_options(p: argparse.ArgumentParser, devices: str) -> None:
+    """Add the inference engine's options and ``-d/--device`` (read back by ``commands._engine_options``).
+
+    Args:
+        p: The (sub-command's) parser or a group of its options.
+        devices: The device names the help text offers (``"cpu or cuda"``).
+    """
+    p.add_argument("--shifts", type=int, default=0, help="random test-time shifts (default: 0)")
+    p.add_argument("--overlap", type=float, default=0.25, help="chunk overlap fraction (default: 0.25)")
     p.add_argument(
-        "--resume", action="store_true", help="continue the unfinished run with the same config hash"
+        "--segment", type=float, default=None, help="chunk length in seconds (default: the model's)"
     )
-    p.add_argument("--force", action="store_true", help="replace an existing run with the same config hash")
-    p.add_argument(
-        "--reuse", action="store_true", help="if this run already finished, say where it is and stop"
-    )
-    p.add_argument(
-        "--print-run-dir", action="store_true", help="print the run directory of this recipe and stop"
+    p.add_argument("-b", "--batch-size", type=int, default=4, help="chunks per forward pass (default: 4)")
+    p.add_argument("-d", "--device", default="cpu", help=f"{devices} (default: cpu)")
+
+
+def _train_arguments(p: argparse.ArgumentParser) -> None:
+    _add_recipe(p, "recipe YAML file", "recipe overrides")
+    _add_flags(
+        p,
+        {
+            "--resume": "continue the unfinished run with the same config hash",
+            "--force": "replace an existing run with the same config hash",
+            "--reuse": "if this run already finished, say where it is and stop",
+            "--print-run-dir": "print the run directory of this recipe and stop",
+        },
     )
 
 
-def _add_eval(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "eval",
-        help="score a model or estimates on disk: BSSEval v4 (museval JSON), nSDR, SI-SDR, SD-SDR",
-    )
-    p.add_argument(
-        "-n",
-        "--name",
-        dest="model",
-        help="model file, training checkpoint, run directory, bag, or oracle name",
-    )
+def _eval_arguments(p: argparse.ArgumentParser) -> None:
+    _add_model_name(p, "model file, training checkpoint, run directory, bag, or oracle name")
     p.add_argument(
         "--estimates",
         help="score estimates already on disk: DIR/<track>/<source>.wav or DIR/<subset>/<track>/<source>.wav",
@@ -58,45 +104,33 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
         "--root", required=True, help="data set root (MUSDB18, MUSDB18-HQ, toy set or stem folders)"
     )
     p.add_argument("--subset", default="test", help="subset folder to score (default: test)")
-    p.add_argument(
-        "-o",
-        "--out",
-        required=True,
-        help="output folder: OUT/<subset>/<track>.json (museval format), summary.json, table.txt",
-    )
+    _add_out(p, "output folder: OUT/<subset>/<track>.json (museval format), summary.json, table.txt")
     p.add_argument("--tracks", type=int, default=None, help="score only the first N tracks")
-    p.add_argument(
-        "--save-estimates", action="store_true", help="also write the estimates to OUT/estimates/<subset>/"
-    )
-    p.add_argument(
-        "--wandb", action="store_true", help="log the tables to a W&B run (offline without an API key)"
+    _add_flags(
+        p,
+        {
+            "--save-estimates": "also write the estimates to OUT/estimates/<subset>/",
+            "--wandb": "log the tables to a W&B run (offline without an API key)",
+        },
     )
     p.add_argument("--wandb-project", default="sepzoo", help="W&B project (default: sepzoo)")
-    _add_engine_options(p)
-    p.add_argument("-d", "--device", default="cpu", help="cpu or cuda (default: cpu)")
-    p.add_argument(
-        "--force",
-        action="store_true",
-        help="clear earlier results in OUT (without it, the same evaluation resumes and another is refused)",
+    _add_engine_options(p, "cpu or cuda")
+    _add_flags(
+        p,
+        {
+            "--force": "clear earlier results in OUT (without it, the same evaluation resumes and "
+            "another is refused)"
+        },
     )
 
 
-def _add_separate(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "separate",
-        help="split audio files into stems",
-        description="Split audio files into stems. Each file is streamed through the model, so memory "
-        "does not grow with its length; the stems of a file appear together once all are complete.",
-    )
+def _separate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "files", nargs="+", help="audio files: wav, flac (soundfile); mp3, m4a, stem.mp4 (through ffmpeg)"
     )
-    p.add_argument(
-        "-n", "--name", required=True, dest="model", help="model file, training checkpoint or run directory"
-    )
-    p.add_argument("-o", "--out", required=True, help="output folder: OUT/<file stem>/<source>.wav")
-    _add_engine_options(p)
-    p.add_argument("-d", "--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    _add_model_name(p, "model file, training checkpoint or run directory", required=True)
+    _add_out(p, "output folder: OUT/<file stem>/<source>.wav")
+    _add_engine_options(p, "cpu, cuda or cuda:N")
     p.add_argument(
         "-j",
         "--jobs",
@@ -110,9 +144,10 @@ def _add_separate(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="write only SOURCE and no_SOURCE (the sum of the other stems)",
     )
-    depth = p.add_mutually_exclusive_group()
-    depth.add_argument("--int24", action="store_true", help="write 24-bit samples (default: 16-bit)")
-    depth.add_argument("--float32", action="store_true", help="write 32-bit float WAV samples")
+    _add_flags(
+        p.add_mutually_exclusive_group(),
+        {"--int24": "write 24-bit samples (default: 16-bit)", "--float32": "write 32-bit float WAV samples"},
+    )
     p.add_argument(
         "--clip-mode",
         default="rescale",
@@ -120,38 +155,24 @@ def _add_separate(sub: argparse._SubParsersAction) -> None:
         help="rescale a stem that would clip by its peak, clamp samples to +-0.99, or neither "
         "(default: rescale)",
     )
-    p.add_argument("--flac", action="store_true", help="write FLAC instead of WAV")
-    p.add_argument(
-        "--normalize",
-        action="store_true",
-        help="normalise each track by its mean and std (from a first pass over the file), as demucs does",
+    _add_flags(
+        p,
+        {
+            "--flac": "write FLAC instead of WAV",
+            "--normalize": "normalise each track by its mean and std (from a first pass over the file), "
+            "as demucs does",
+            "--force": "overwrite existing stems",
+        },
     )
-    p.add_argument("--force", action="store_true", help="overwrite existing stems")
 
 
-def _add_engine_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--shifts", type=int, default=0, help="random test-time shifts (default: 0)")
-    p.add_argument("--overlap", type=float, default=0.25, help="chunk overlap fraction (default: 0.25)")
-    p.add_argument(
-        "--segment", type=float, default=None, help="chunk length in seconds (default: the model's)"
-    )
-    p.add_argument("-b", "--batch-size", type=int, default=4, help="chunks per forward pass (default: 4)")
-
-
-def _add_export(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("export", help="write a model file from a training checkpoint or run directory")
+def _export_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("source", help="run directory or .ckpt file")
     p.add_argument("out", help="model file to write (.sepzoo)")
-    p.add_argument("--force", action="store_true", help="overwrite an existing model file")
+    _add_flags(p, {"--force": "overwrite an existing model file"})
 
 
-def _add_convert(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "convert",
-        help="convert a checkpoint of another project into a sepzoo model file",
-        description="Convert an official demucs model file (.th) or bag of models (.yaml), or a "
-        "torchaudio HDemucs state dict, into a sepzoo model file. Nothing in SOURCE is run.",
-    )
+def _convert_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("kind", choices=["demucs", "torchaudio"], help="the project that wrote SOURCE")
     p.add_argument("source", help="the checkpoint to convert")
     p.add_argument("out", help="model file to write (.sepzoo)")
@@ -159,74 +180,44 @@ def _add_convert(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--sample-rate", type=int, default=44100, help="torchaudio: the model's rate (default: 44100)"
     )
-    p.add_argument("--force", action="store_true", help="overwrite an existing model file")
+    _add_flags(p, {"--force": "overwrite an existing model file"})
 
 
-def _add_bag(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "bag",
-        help="join models (e.g. one per target) into one model file",
-        description="Join model files, training checkpoints or run directories into a bag of models: "
-        "each source is the average of the members that estimate it (weight 1 each).",
-    )
+def _bag_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("members", nargs="+", help="model files, training checkpoints or run directories")
-    p.add_argument("-o", "--out", required=True, help="model file to write (.sepzoo)")
+    _add_out(p, "model file to write (.sepzoo)")
     p.add_argument("--sources", nargs="+", help="the bag's source order (default: the members', in order)")
-    p.add_argument("--force", action="store_true", help="overwrite an existing model file")
+    _add_flags(p, {"--force": "overwrite an existing model file"})
 
 
-def _add_models(sub: argparse._SubParsersAction) -> None:
-    sub.add_parser("models", help="list registered models: name, domain, parameters at default settings")
-
-
-def _add_toy(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("toy-musdb", help="generate the synthetic MUSDB18-HQ-style toy data set")
+def _toy_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("out", help="output folder")
     p.add_argument("--tracks", type=int, default=8, help="tracks in train/ (default: 8)")
     p.add_argument("--test-tracks", type=int, default=4, help="tracks in test/ (default: 4)")
     p.add_argument("--seconds", type=float, default=10.0, help="length of each track (default: 10)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    p.add_argument("--force", action="store_true", help="replace an existing data set")
+    _add_flags(p, {"--force": "replace an existing data set"})
 
 
-def _add_compare(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "compare",
-        help="train, evaluate and compare the models of a comparison recipe on the same tracks",
-        description="Run a comparison recipe (recipes/compare/*.yaml): train every model and seed "
-        "not yet trained (finished runs are reused), evaluate every model and oracle on the same "
-        "test tracks, then write the comparison table with confidence intervals and paired tests, "
-        "a W&B summary run and report.html.",
+def _compare_arguments(p: argparse.ArgumentParser) -> None:
+    _add_recipe(p, "comparison recipe YAML", "comparison recipe overrides")
+    _add_out(p, "output folder (default: the recipe's `out`)", required=False)
+    _add_flags(
+        p,
+        {
+            "--force": "retrain and re-evaluate everything (without it, finished runs and scores are reused)",
+            "--no-report": "do not write report.html",
+        },
     )
-    p.add_argument("recipe", help="comparison recipe YAML")
-    p.add_argument("overrides", nargs="*", metavar="key=value", help="comparison recipe overrides")
-    p.add_argument("-o", "--out", default=None, help="output folder (default: the recipe's `out`)")
-    p.add_argument(
-        "--force",
-        action="store_true",
-        help="retrain and re-evaluate everything (without it, finished runs and scores are reused)",
-    )
-    p.add_argument("--no-report", action="store_true", help="do not write report.html")
 
 
-def _add_report(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "report",
-        help="write a self-contained HTML report of comparisons or evaluations",
-        description="Write one HTML file (tables, plots, audio excerpts, configs) that opens in a "
-        "browser with no server, from comparison folders (`sepzoo compare`) or evaluation folders "
-        "(`sepzoo eval -o`).",
-    )
+def _report_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("dirs", nargs="+", metavar="RUN_DIR", help="comparison or evaluation folders")
-    p.add_argument("-o", "--out", required=True, help="the HTML file to write")
-    p.add_argument("--force", action="store_true", help="overwrite an existing report")
+    _add_out(p, "the HTML file to write")
+    _add_flags(p, {"--force": "overwrite an existing report"})
 
 
-def _add_zoo(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "zoo",
-        help="the zoo cards as a table; render them to Markdown or record measured results",
-    )
+def _zoo_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cards", default=None, help="zoo card folder (default: the repository's zoo_cards/)")
     p.add_argument("--render", metavar="DIR", default=None, help="write DIR/<name>.md for every card")
     p.add_argument(
@@ -235,7 +226,86 @@ def _add_zoo(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="add the measured results of a comparison to the cards of its models",
     )
-    p.add_argument("--force", action="store_true", help="overwrite existing Markdown files")
+    _add_flags(p, {"--force": "overwrite existing Markdown files"})
+
+
+@dataclasses.dataclass(frozen=True)
+class _Command:
+    """A sub-command as ``sepzoo --help`` lists it, and what adds its own arguments."""
+
+    name: str
+    help: str
+    arguments: Callable[[argparse.ArgumentParser], None] | None = None
+    description: str | None = None
+
+
+_COMMANDS: tuple[_Command, ...] = (
+    _Command(
+        "train",
+        help="train the model a recipe describes",
+        arguments=_train_arguments,
+        description="Train a recipe. Overrides are key=value pairs, e.g. trainer.max_steps=100.",
+    ),
+    _Command(
+        "eval",
+        help="score a model or estimates on disk: BSSEval v4 (museval JSON), nSDR, SI-SDR, SD-SDR",
+        arguments=_eval_arguments,
+    ),
+    _Command(
+        "separate",
+        help="split audio files into stems",
+        arguments=_separate_arguments,
+        description="Split audio files into stems. Each file is streamed through the model, so memory "
+        "does not grow with its length; the stems of a file appear together once all are complete.",
+    ),
+    _Command(
+        "export",
+        help="write a model file from a training checkpoint or run directory",
+        arguments=_export_arguments,
+    ),
+    _Command(
+        "convert",
+        help="convert a checkpoint of another project into a sepzoo model file",
+        arguments=_convert_arguments,
+        description="Convert an official demucs model file (.th) or bag of models (.yaml), or a "
+        "torchaudio HDemucs state dict, into a sepzoo model file. Nothing in SOURCE is run.",
+    ),
+    _Command(
+        "bag",
+        help="join models (e.g. one per target) into one model file",
+        arguments=_bag_arguments,
+        description="Join model files, training checkpoints or run directories into a bag of models: "
+        "each source is the average of the members that estimate it (weight 1 each).",
+    ),
+    _Command("models", help="list registered models: name, domain, parameters at default settings"),
+    _Command(
+        "toy-musdb",
+        help="generate the synthetic MUSDB18-HQ-style toy data set",
+        arguments=_toy_arguments,
+    ),
+    _Command(
+        "compare",
+        help="train, evaluate and compare the models of a comparison recipe on the same tracks",
+        arguments=_compare_arguments,
+        description="Run a comparison recipe (recipes/compare/*.yaml): train every model and seed "
+        "not yet trained (finished runs are reused), evaluate every model and oracle on the same "
+        "test tracks, then write the comparison table with confidence intervals and paired tests, "
+        "a W&B summary run and report.html.",
+    ),
+    _Command(
+        "report",
+        help="write a self-contained HTML report of comparisons or evaluations",
+        arguments=_report_arguments,
+        description="Write one HTML file (tables, plots, audio excerpts, configs) that opens in a "
+        "browser with no server, from comparison folders (`sepzoo compare`) or evaluation folders "
+        "(`sepzoo eval -o`).",
+    ),
+    _Command(
+        "zoo",
+        help="the zoo cards as a table; render them to Markdown or record measured results",
+        arguments=_zoo_arguments,
+    ),
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -250,20 +320,10 @@ def build_parser() -> argparse.ArgumentParser:
         "-q", "--quiet", action="count", default=0, help="say less: -q warnings only, -qq errors only"
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (
-        _add_train,
-        _add_eval,
-        _add_separate,
-        _add_export,
-        _add_convert,
-        _add_bag,
-        _add_models,
-        _add_toy,
-        _add_compare,
-        _add_report,
-        _add_zoo,
-    ):
-        add(sub)
+    for command in _COMMANDS:
+        p = sub.add_parser(command.name, help=command.help, description=command.description)
+        if command.arguments is not None:
+            command.arguments(p)
     return parser
 
 

@@ -311,11 +311,7 @@ def _evaluate(recipe: ComparisonRecipe, system: System, out_dir: Path, force: bo
             recipe.subset,
             eval_dir,
             max_tracks=recipe.tracks,
-            shifts=settings.shifts,
-            overlap=settings.overlap,
-            segment=settings.segment,
-            batch_size=settings.batch_size,
-            device=settings.device,
+            **settings.model_dump(),
             force=force,
         )
         run.eval_dir = _relative(eval_dir, out_dir)
