@@ -84,21 +84,8 @@ class _Oracle(Separator):
         raise NotImplementedError
 
 
-@register_model("irm2")
-class IdealRatioMask(_Oracle):
-    """Ideal ratio mask of ``|STFT|^alpha``, per channel (mus-oracle's ``IRM``).
-
-    Args:
-        sources: The stems of the mixture, in output order. (Default: drums, bass, other,
-            vocals)
-        sample_rate: Sample rate in Hz. (Default: ``44100``)
-        audio_channels: Number of channels. (Default: ``2``)
-        n_fft: STFT window and FFT size. (Default: ``2048``)
-        hop_length: STFT hop. (Default: ``1024``)
-        alpha: Exponent of the spectrograms: 1 for magnitudes, 2 for powers. (Default: ``2``)
-    """
-
-    test_kwargs: ClassVar[dict] = {"n_fft": 64, "hop_length": 32}
+class _MaskOracle(_Oracle):
+    """Shared set-up of the mask oracles, which compare spectrograms raised to ``alpha``."""
 
     def __init__(
         self,
@@ -114,6 +101,23 @@ class IdealRatioMask(_Oracle):
             raise ValueError(f"alpha must be positive, got {alpha}")
         self.alpha = float(alpha)
 
+
+@register_model("irm2")
+class IdealRatioMask(_MaskOracle):
+    """Ideal ratio mask of ``|STFT|^alpha``, per channel (mus-oracle's ``IRM``).
+
+    Args:
+        sources: The stems of the mixture, in output order. (Default: drums, bass, other,
+            vocals)
+        sample_rate: Sample rate in Hz. (Default: ``44100``)
+        audio_channels: Number of channels. (Default: ``2``)
+        n_fft: STFT window and FFT size. (Default: ``2048``)
+        hop_length: STFT hop. (Default: ``1024``)
+        alpha: Exponent of the spectrograms: 1 for magnitudes, 2 for powers. (Default: ``2``)
+    """
+
+    test_kwargs: ClassVar[dict] = {"n_fft": 64, "hop_length": 32}
+
     def separate(self, mix_spectra: Tensor, stem_spectra: Tensor) -> Tensor:
         powers = stem_spectra.abs() ** self.alpha  # B, S, C, F, N
         masks = powers / (EPS + powers.sum(dim=1, keepdim=True))  # B, S, C, F, N
@@ -128,7 +132,7 @@ class IdealRatioMaskMagnitude(IdealRatioMask):
 
 
 @register_model("ibm2")
-class IdealBinaryMask(_Oracle):
+class IdealBinaryMask(_MaskOracle):
     """Ideal binary mask: each mixture bin goes to the sources that hold at least ``theta`` of
     it, measured as ``|S_j|^alpha / |X|^alpha`` per channel (mus-oracle's ``IBM``).
 
@@ -155,12 +159,9 @@ class IdealBinaryMask(_Oracle):
         alpha: float = 2.0,
         theta: float = 0.5,
     ) -> None:
-        super().__init__(sources, sample_rate, audio_channels, n_fft, hop_length)
-        if alpha <= 0:
-            raise ValueError(f"alpha must be positive, got {alpha}")
+        super().__init__(sources, sample_rate, audio_channels, n_fft, hop_length, alpha)
         if not 0 < theta <= 1:
             raise ValueError(f"theta must be in (0, 1], got {theta}")
-        self.alpha = float(alpha)
         self.theta = float(theta)
 
     def separate(self, mix_spectra: Tensor, stem_spectra: Tensor) -> Tensor:
