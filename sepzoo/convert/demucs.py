@@ -184,12 +184,36 @@ def model_from_package(content: Mapping[str, Any], source: str | Path) -> Separa
             f"{source}: model class {name} cannot be converted (known: {', '.join(OFFICIAL_CLASSES)})"
         )
     name = OFFICIAL_CLASSES[klass.full_name]
-    kwargs = _our_kwargs(name, content["args"], content["kwargs"], source)
+    return model_from_arguments(name, content["args"], content["kwargs"], content["state"], source)
+
+
+def model_from_arguments(
+    name: str,
+    args: Any,
+    kwargs: Any,
+    state: Mapping[str, Any],
+    source: str | Path,
+    arguments_source: str | Path | None = None,
+) -> Separator:
+    """Build the sepzoo model that the official class's constructor arguments describe, with the
+    official state dict's weights.
+
+    Args:
+        name: ``"demucs"``, ``"hdemucs"`` or ``"htdemucs"``.
+        args: Positional arguments of the official constructor.
+        kwargs: Keyword arguments of the official constructor.
+        state: The official model's state dict.
+        source: The file of the weights, for error messages.
+        arguments_source: The file the arguments come from, if not ``source``, for error
+            messages. (Default: ``None``)
+    """
+    arguments_source = source if arguments_source is None else arguments_source
+    kwargs = _our_kwargs(name, args, kwargs, arguments_source)
     try:
         model = create_model(name, **kwargs)
     except (TypeError, ValueError) as exc:
-        raise CheckpointError(f"{source}: cannot build {name} from the package's arguments ({exc})") from None
-    state = dict(content["state"])
+        raise CheckpointError(f"{arguments_source}: cannot build {name} from its arguments ({exc})") from None
+    state = dict(state)
     if name == "demucs":
         _rename_legacy_slots(state, kwargs.get("depth", 6))
     renamed = rename_state(state, KEY_MAPPERS[name](kwargs), model.state_dict(), str(source))
@@ -485,6 +509,7 @@ __all__ = [
     "OFFICIAL_ARGUMENTS",
     "OFFICIAL_CLASSES",
     "convert_file",
+    "model_from_arguments",
     "model_from_package",
     "read_package",
 ]
