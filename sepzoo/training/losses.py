@@ -156,8 +156,24 @@ def _source_weights(sources: list[str], weights: Mapping[str, float]) -> list[fl
     return values
 
 
+class _SampleLoss(SeparationLoss):
+    """Mean over samples of a pointwise distance between waveforms; subclasses give the distance."""
+
+    def per_source(self, estimate: Tensor, reference: Tensor) -> Tensor:
+        # B, S, C, T -> S
+        return self.distance(estimate - reference).mean(dim=(0, 2, 3))
+
+    def distance(self, difference: Tensor) -> Tensor:
+        """The loss of each sample.
+
+        Args:
+            difference: Estimate minus reference, ``[batch, sources, channels, time]``.
+        """
+        raise NotImplementedError
+
+
 @register_loss("l1")
-class L1Loss(SeparationLoss):
+class L1Loss(_SampleLoss):
     """Mean absolute error between waveforms.
 
     Args:
@@ -165,16 +181,12 @@ class L1Loss(SeparationLoss):
         weights: Weight of each named source; others get ``1.0``. (Default: ``None``)
     """
 
-    def __init__(self, sources: list[str], weights: dict[str, float] | None = None) -> None:
-        super().__init__(sources, weights)
-
-    def per_source(self, estimate: Tensor, reference: Tensor) -> Tensor:
-        # B, S, C, T -> S
-        return (estimate - reference).abs().mean(dim=(0, 2, 3))
+    def distance(self, difference: Tensor) -> Tensor:
+        return difference.abs()
 
 
 @register_loss("mse")
-class MSELoss(SeparationLoss):
+class MSELoss(_SampleLoss):
     """Mean squared error between waveforms.
 
     Args:
@@ -182,12 +194,8 @@ class MSELoss(SeparationLoss):
         weights: Weight of each named source; others get ``1.0``. (Default: ``None``)
     """
 
-    def __init__(self, sources: list[str], weights: dict[str, float] | None = None) -> None:
-        super().__init__(sources, weights)
-
-    def per_source(self, estimate: Tensor, reference: Tensor) -> Tensor:
-        # B, S, C, T -> S
-        return (estimate - reference).square().mean(dim=(0, 2, 3))
+    def distance(self, difference: Tensor) -> Tensor:
+        return difference.square()
 
 
 # The resolutions of Yamamoto et al. 2020 (Parallel WaveGAN), the usual defaults.
