@@ -19,7 +19,7 @@ waveform from a network's estimate.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -65,6 +65,18 @@ def hann_window(length: int, like: Tensor, float32: bool = False) -> Tensor:
     return torch.hann_window(length, dtype=dtype, device=like.device)
 
 
+def _framing(n_fft: int, hop_length: int, window: Tensor, normalized: bool) -> dict[str, Any]:
+    """The arguments ``torch.stft`` and ``torch.istft`` must share for one to invert the other."""
+    return {
+        "n_fft": n_fft,
+        "hop_length": hop_length,
+        "win_length": window.shape[-1],
+        "window": window,
+        "center": True,
+        "normalized": normalized,
+    }
+
+
 def stft(
     signal: Tensor,
     n_fft: int,
@@ -87,12 +99,7 @@ def stft(
     """
     spectrum = torch.stft(
         signal.reshape(-1, signal.shape[-1]),
-        n_fft,
-        hop_length=hop_length,
-        win_length=window.shape[-1],
-        window=window,
-        center=True,
-        normalized=normalized,
+        **_framing(n_fft, hop_length, window, normalized),
         pad_mode=pad_mode,
         return_complex=True,
     )  # *, F, N
@@ -120,12 +127,7 @@ def istft(
     """
     signal = torch.istft(
         real_edge_bins(spectrum.reshape(-1, *spectrum.shape[-2:]), n_fft),
-        n_fft,
-        hop_length=hop_length,
-        win_length=window.shape[-1],
-        window=window,
-        center=True,
-        normalized=normalized,
+        **_framing(n_fft, hop_length, window, normalized),
         length=length,
     )  # *, T
     return signal.reshape(*spectrum.shape[:-2], length)
