@@ -10,8 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +21,7 @@ from sepzoo.data import register_dataset
 from sepzoo.data.base import StemDataModule
 from sepzoo.data.tracks import Track, make_track
 from sepzoo.errors import ConfigError, DataError, suggestion
+from sepzoo.io.atomic import atomic_folder
 
 MUSDB_SOURCES: tuple[str, ...] = DEFAULT_SOURCES
 STEM_SUFFIX = ".stem.mp4"
@@ -200,18 +199,9 @@ def _decode_track(music_track: Any, track_folder: Path) -> None:
         stems = np.asarray(music_track.stems)  # [stream, time, channel], decoded to 16-bit
     except Exception as exc:
         raise DataError(f"{stem_file}: cannot decode this MUSDB18 track ({exc})") from None
-    partial = Path(
-        tempfile.mkdtemp(prefix=f".{track_folder.name}.", suffix=".partial", dir=track_folder.parent)
-    )
-    try:
+    # Only a stale decode of an older file can be at track_folder: it has no current marker.
+    with atomic_folder(track_folder) as partial:
         for name, source in music_track.sources.items():
             audio = np.clip(stems[source.stem_id], -1.0, 1.0)
             sf.write(partial / f"{name}.wav", audio, int(music_track.rate), subtype="PCM_16")
         (partial / CACHE_MARKER).write_text(json.dumps(_source_stamp(stem_file)))
-        if track_folder.exists():
-            # Only a stale decode of an older file can be here: it has no current marker.
-            shutil.rmtree(track_folder)
-        os.replace(partial, track_folder)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise

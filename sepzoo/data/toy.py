@@ -24,9 +24,7 @@ models compare on real music.
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +33,7 @@ import soundfile as sf
 from scipy import signal
 
 from sepzoo.errors import OutputExistsError, SepzooError
+from sepzoo.io.atomic import atomic_folder
 
 TOY_SOURCES: tuple[str, ...] = ("drums", "bass", "other", "vocals")
 """The stems of the toy set (the MUSDB18 stems)."""
@@ -495,20 +494,14 @@ def generate_toy_musdb(
     out = Path(out)
     if out.exists() and not force:
         raise OutputExistsError(f"{out}: already exists; pass --force to replace it")
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
-    except OSError as exc:
-        raise SepzooError(f"{out}: cannot create the data set folder ({exc.strerror})") from None
-    try:
+    with contextlib.ExitStack() as stack:
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            staging = stack.enter_context(atomic_folder(out))
+        except OSError as exc:
+            raise SepzooError(f"{out}: cannot create the data set folder ({exc.strerror})") from None
         _write_set(staging, {"train": tracks, "test": test_tracks}, seconds, seed, progress)
         _write_marker(staging, tracks, test_tracks, seconds, seed)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return out
 
 

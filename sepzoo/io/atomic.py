@@ -16,12 +16,15 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import socket
 import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
+
+from sepzoo.errors import SepzooError
 
 PART_SUFFIX = ".part"
 
@@ -221,12 +224,61 @@ def write_all_atomic(targets: dict[Path, str]) -> None:
         raise
 
 
+def make_writable_folder(folder: str | Path, what: str) -> Path:
+    """Create ``folder`` (and its parents) and check that files can be made in it.
+
+    Args:
+        folder: The folder.
+        what: How error messages call it (``"output folder"``, ``"the runs folder"``).
+
+    Raises:
+        SepzooError: ``<folder>: cannot create <what> (<reason>)`` or
+            ``<folder>: <what> is not writable``.
+    """
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SepzooError(f"{folder}: cannot create {what} ({exc.strerror})") from None
+    if not os.access(folder, os.W_OK):
+        raise SepzooError(f"{folder}: {what} is not writable")
+    return folder
+
+
+@contextlib.contextmanager
+def atomic_folder(path: str | Path) -> Iterator[Path]:
+    """Give a temporary folder beside ``path`` to fill; on success it replaces ``path``.
+
+    The folder is named ``.<name>.<random>.partial``, so an interrupted writer leaves nothing
+    that looks finished. On success an existing ``path`` is removed and the folder renamed into
+    its place; on any error the folder is removed and ``path`` is left as it was.
+
+    Args:
+        path: The destination folder; its parent must exist.
+
+    Raises:
+        OSError: The temporary folder cannot be created.
+    """
+    path = Path(path)
+    part = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
+    try:
+        yield part
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(part, path)
+    except BaseException:
+        shutil.rmtree(part, ignore_errors=True)
+        raise
+
+
 __all__ = [
     "PART_SUFFIX",
+    "atomic_folder",
     "atomic_open",
     "atomic_path",
     "commit_part",
     "file_mode",
+    "make_writable_folder",
     "new_part",
     "remove_stale_parts",
     "write_all_atomic",

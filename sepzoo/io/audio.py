@@ -31,7 +31,7 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from sepzoo.errors import DataError, SepzooError
-from sepzoo.io.atomic import atomic_path, commit_part, new_part
+from sepzoo.io.atomic import atomic_path, commit_part, make_writable_folder, new_part
 
 SOUNDFILE_SUFFIXES = {".wav", ".flac", ".ogg", ".aiff", ".aif"}
 ClipMode = Literal["rescale", "clamp", "none"]
@@ -621,17 +621,12 @@ def prepare_output(path: str | Path, force: bool) -> Path:
         path: The output file.
         force: Allow replacing an existing file.
     """
-    from sepzoo.errors import OutputExistsError, SepzooError
+    from sepzoo.errors import OutputExistsError
 
     path = Path(path)
     if path.exists() and not force:
         raise OutputExistsError(f"{path}: already exists; pass --force to overwrite it")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise SepzooError(f"{path.parent}: cannot create output folder ({exc.strerror})") from None
-    if not os.access(path.parent, os.W_OK):
-        raise SepzooError(f"{path.parent}: output folder is not writable")
+    make_writable_folder(path.parent, "output folder")
     return path
 
 

@@ -6,13 +6,12 @@ import contextlib
 import dataclasses
 import functools
 import logging
-import os
 import warnings
 from pathlib import Path
 from typing import Any
 
 from sepzoo.errors import ConfigError
-from sepzoo.io.atomic import write_json_atomic, write_text_atomic
+from sepzoo.io.atomic import make_writable_folder, write_json_atomic, write_text_atomic
 from sepzoo.io.lock import folder_lock
 from sepzoo.training.optimizers import build_optimizer, build_scheduler
 from sepzoo.training.recipe import Recipe, load_recipe
@@ -277,7 +276,7 @@ def train(
 
     recipe = load_recipe(recipe_path, overrides or [])
     run_dir = run_directory(recipe)
-    _check_writable(run_dir)
+    make_writable_folder(run_dir.parent, "the runs folder")
     # Seeded before the model is built, so that its initial weights are a function of the recipe.
     L.seed_everything(recipe.seed, workers=True, verbose=False)
     datamodule, task = build_components(recipe)
@@ -394,18 +393,6 @@ def _keep_csv_history(run_dir: Path) -> None:
     while (kept := metrics.with_name(f"metrics.before-resume-{index}.csv")).exists():
         index += 1
     metrics.rename(kept)
-
-
-def _check_writable(run_dir: Path) -> None:
-    from sepzoo.errors import SepzooError
-
-    parent = run_dir.parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise SepzooError(f"{parent}: cannot create the runs folder ({exc.strerror})") from None
-    if not os.access(parent, os.W_OK):
-        raise SepzooError(f"{parent}: the runs folder is not writable")
 
 
 def _quiet_lightning() -> None:
