@@ -1,0 +1,221 @@
+"""Import of SCNet checkpoints trained with Music-Source-Separation-Training (MSST,
+ZFTurbo/Music-Source-Separation-Training, ``models/scnet/scnet.py``, ``model_type: scnet``).
+
+An MSST model is a YAML configuration (``configs/config_musdb18_scnet.yaml`` and its kin) and a
+``.ckpt`` file holding the module's state dict. :func:`kwargs_from_msst` turns the configuration
+into the init arguments of :class:`sepzoo.models.scnet.SCNet`, :func:`rename_msst_key` names each
+state-dict key as sepzoo does, and :func:`model_from_msst` does both and loads the weights
+through :func:`sepzoo.convert.rename_state`, which refuses keys that do not map, keys nothing
+maps to and shapes that differ.
+
+Configuration -> init arguments:
+
+* ``model.<key>``: the module's own arguments, same names (``sources``, ``audio_channels``,
+  ``dims``, ``nfft``, ``hop_size``, ``win_size``, ``normalized``, ``band_SR``, ``band_stride``,
+  ``band_kernel``, ``conv_depths``, ``compress``, ``conv_kernel``, ``num_dplayer``, ``expand``);
+  any other key is refused, naming the closest valid one. MSST's module does not standardise
+  its input, so ``normalize_input`` is ``False``.
+* the stem names: ``[training.target_instrument]`` when it is set, else ``training.instruments``,
+  as MSST labels the module's outputs, else ``model.sources``; their number must be that of
+  ``model.sources`` when both are given.
+* ``audio.sample_rate`` -> ``sample_rate``; ``audio.chunk_size / audio.sample_rate`` ->
+  ``segment`` (the training chunk, 11 s in MSST's configurations); ``audio.num_channels`` must
+  agree with ``model.audio_channels``.
+
+Key mapping, MSST -> sepzoo (``i``: encoder block; ``k``: decoder block, in the order both run,
+innermost first; ``b``: band; ``l``: layer; ``j``: dual-path layer; a ``module.`` prefix left by
+data-parallel training is dropped):
+
+================================================  =================================================
+MSST                                              sepzoo
+================================================  =================================================
+``encoder.i.SDlayer.convs.b``                     ``encoder.i.downsample.convs.b``
+``encoder.i.conv_modules.b.layers.l.0``           ``encoder.i.band_convs.b.layers.l.norm``
+``encoder.i.conv_modules.b.layers.l.1``           ``encoder.i.band_convs.b.layers.l.gated_conv``
+``encoder.i.conv_modules.b.layers.l.3``           ``encoder.i.band_convs.b.layers.l.depthwise_conv``
+``encoder.i.conv_modules.b.layers.l.4``           ``encoder.i.band_convs.b.layers.l.hidden_norm``
+``encoder.i.conv_modules.b.layers.l.6``           ``encoder.i.band_convs.b.layers.l.output_conv``
+``encoder.i.globalconv``                          ``encoder.i.full_band_conv``
+``decoder.k.0.conv``                              ``decoder.k.fusion.conv``
+``decoder.k.1.convtrs.b``                         ``decoder.k.upsample.convs.b``
+``separation_net.dp_modules.j.norm_layers.0|1``   ``dual_path.layers.j.freq_path|time_path.norm``
+``separation_net.dp_modules.j.lstm_layers.0|1``   ``dual_path.layers.j.freq_path|time_path.lstm``
+``separation_net.dp_modules.j.linear_layers.0|1`` ``dual_path.layers.j.freq_path|time_path.projection``
+================================================  =================================================
+
+There is no installable reference implementation, so the mapping is tested on key names and
+shapes (every key of MSST's layout, derived from its module structure, lands on a key of the
+same shape), not on the numbers a converted model computes.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from torch import Tensor
+
+from sepzoo.convert import rename_state
+from sepzoo.errors import CheckpointError, closest
+from sepzoo.models.scnet import SCNet
+
+MODEL_KEYS: tuple[str, ...] = (
+    "sources", "audio_channels", "dims", "nfft", "hop_size", "win_size", "normalized", "band_SR",
+    "band_stride", "band_kernel", "conv_depths", "compress", "conv_kernel", "num_dplayer", "expand",
+)  # fmt: skip
+"""The arguments of MSST's SCNet module, the keys its YAML ``model`` section may hold."""
+
+_CONV_LAYER_SLOTS = {
+    "0": "norm",
+    "1": "gated_conv",
+    "3": "depthwise_conv",
+    "4": "hidden_norm",
+    "6": "output_conv",
+}
+_PATHS = {"0": "freq_path", "1": "time_path"}
+_DUAL_PATH_PARTS = {"norm_layers": "norm", "lstm_layers": "lstm", "linear_layers": "projection"}
+_LSTM_PARAMETER = r"(?:weight|bias)_(?:ih|hh)_l0(?:_reverse)?"
+
+_RULES: list[tuple[re.Pattern[str], Any]] = [
+    (
+        re.compile(r"encoder\.(\d+)\.SDlayer\.convs\.(\d+)\.(weight|bias)"),
+        lambda m: f"encoder.{m[1]}.downsample.convs.{m[2]}.{m[3]}",
+    ),
+    (
+        re.compile(r"encoder\.(\d+)\.conv_modules\.(\d+)\.layers\.(\d+)\.([01346])\.(weight|bias)"),
+        lambda m: f"encoder.{m[1]}.band_convs.{m[2]}.layers.{m[3]}.{_CONV_LAYER_SLOTS[m[4]]}.{m[5]}",
+    ),
+    (
+        re.compile(r"encoder\.(\d+)\.globalconv\.(weight|bias)"),
+        lambda m: f"encoder.{m[1]}.full_band_conv.{m[2]}",
+    ),
+    (
+        re.compile(r"decoder\.(\d+)\.0\.conv\.(weight|bias)"),
+        lambda m: f"decoder.{m[1]}.fusion.conv.{m[2]}",
+    ),
+    (
+        re.compile(r"decoder\.(\d+)\.1\.convtrs\.(\d+)\.(weight|bias)"),
+        lambda m: f"decoder.{m[1]}.upsample.convs.{m[2]}.{m[3]}",
+    ),
+    (
+        re.compile(r"separation_net\.dp_modules\.(\d+)\.(norm_layers|linear_layers)\.([01])\.(weight|bias)"),
+        lambda m: f"dual_path.layers.{m[1]}.{_PATHS[m[3]]}.{_DUAL_PATH_PARTS[m[2]]}.{m[4]}",
+    ),
+    (
+        re.compile(rf"separation_net\.dp_modules\.(\d+)\.lstm_layers\.([01])\.({_LSTM_PARAMETER})"),
+        lambda m: f"dual_path.layers.{m[1]}.{_PATHS[m[2]]}.lstm.{m[3]}",
+    ),
+]
+
+
+def rename_msst_key(key: str) -> str | None:
+    """Our name for a key of MSST's SCNet state dict, or ``None`` for a key that has none.
+
+    Args:
+        key: A key of the MSST checkpoint, e.g. ``"encoder.0.SDlayer.convs.1.weight"``.
+    """
+    key = key.removeprefix("module.")
+    for pattern, rename in _RULES:
+        match = pattern.fullmatch(key)
+        if match:
+            return rename(match)
+    return None
+
+
+def _section(config: Mapping[str, Any], name: str) -> Mapping[str, Any]:
+    section = config.get(name) or {}
+    if not isinstance(section, Mapping):
+        raise ValueError(f"MSST config section {name!r} must be a mapping, got {type(section).__name__}")
+    return section
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    return value
+
+
+def _stem_names(model: Mapping[str, Any], training: Mapping[str, Any]) -> list[str] | None:
+    target = training.get("target_instrument")
+    if target:
+        names, origin = [str(target)], "training.target_instrument"
+    elif training.get("instruments"):
+        names, origin = [str(name) for name in training["instruments"]], "training.instruments"
+    else:
+        return None
+    if "sources" in model and len(model["sources"]) != len(names):
+        raise ValueError(
+            f"{origin} names {len(names)} output stem(s) {names}, but model.sources has "
+            f"{len(model['sources'])} {list(model['sources'])}"
+        )
+    return names
+
+
+def kwargs_from_msst(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The init arguments of :class:`~sepzoo.models.scnet.SCNet` that an MSST SCNet
+    configuration describes.
+
+    Args:
+        config: The parsed YAML file (sections ``audio``, ``model``, ``training``; others are
+            ignored).
+
+    Raises:
+        ValueError: One line naming ``model.<key>`` and the closest valid key for an unknown
+            model key, or the keys that disagree (stem count, channels).
+    """
+    model = _section(config, "model")
+    audio = _section(config, "audio")
+    training = _section(config, "training")
+    for key in model:
+        if key not in MODEL_KEYS:
+            same_letters = [valid for valid in MODEL_KEYS if valid.lower() == str(key).lower()]
+            hint = same_letters or closest(str(key), MODEL_KEYS, n=1)
+            suggestion = f"; did you mean model.{hint[0]}?" if hint else ""
+            raise ValueError(f"unknown MSST SCNet option model.{key}{suggestion}")
+    kwargs: dict[str, Any] = {key: _plain(value) for key, value in model.items()}
+    names = _stem_names(model, training)
+    if names is not None:
+        kwargs["sources"] = names
+    elif "sources" in kwargs:
+        kwargs["sources"] = [str(name) for name in kwargs["sources"]]
+    channels = audio.get("num_channels")
+    if channels is not None and "audio_channels" in model and int(channels) != int(model["audio_channels"]):
+        raise ValueError(
+            f"audio.num_channels is {channels} but model.audio_channels is {model['audio_channels']}"
+        )
+    if channels is not None and "audio_channels" not in model:
+        kwargs["audio_channels"] = int(channels)
+    sample_rate = int(audio.get("sample_rate", 44100))
+    kwargs["sample_rate"] = sample_rate
+    if audio.get("chunk_size"):
+        kwargs["segment"] = int(audio["chunk_size"]) / sample_rate
+    kwargs["normalize_input"] = False
+    return kwargs
+
+
+def model_from_msst(config: Mapping[str, Any], state: Mapping[str, Any], source: str | Path) -> SCNet:
+    """Build the SCNet an MSST configuration describes and load an MSST state dict into it.
+
+    Args:
+        config: The parsed MSST YAML configuration.
+        state: The checkpoint's state dict (a ``{"state_dict": ...}`` wrapper is unwrapped).
+        source: The checkpoint file, for error messages.
+
+    Raises:
+        CheckpointError: When the configuration does not build a model, or the state does not
+            fit it (keys that map to nothing, keys nothing maps to, shapes that differ).
+    """
+    try:
+        model = SCNet(**kwargs_from_msst(config))
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{source}: cannot build scnet from the MSST config ({exc})") from None
+    if "state_dict" in state and isinstance(state["state_dict"], Mapping):
+        state = state["state_dict"]
+    weights: dict[str, Tensor] = rename_state(state, rename_msst_key, model.state_dict(), str(source))
+    model.load_state_dict(weights)
+    return model
+
+
+__all__ = ["MODEL_KEYS", "kwargs_from_msst", "model_from_msst", "rename_msst_key"]
