@@ -39,6 +39,16 @@ from sepzoo.models._demucs_layers import (
 from sepzoo.models.base import Separator
 
 
+def _rewrite(
+    channels: int, context: int, norm_groups: int | None, glu: bool
+) -> tuple[nn.Conv1d, nn.Module, nn.Module]:
+    """The rewrite convolution of an encoder or decoder layer (``2 * context + 1`` taps, the
+    length kept), its norm and its gate: a GLU, which halves the doubled channels, or ReLU."""
+    widening = 2 if glu else 1
+    convolution = nn.Conv1d(channels, widening * channels, 2 * context + 1, padding=context)
+    return convolution, group_norm(widening * channels, norm_groups), nn.GLU(dim=1) if glu else nn.ReLU()
+
+
 class DemucsEncoderLayer(nn.Module):
     """One encoder layer: strided convolution, norm, activation, the optional residual branch and
     the optional 1x1 "rewrite" convolution with its gate.
@@ -75,10 +85,7 @@ class DemucsEncoderLayer(nn.Module):
         self.residual = None if residual is None else ResidualBranch(channels, **residual)
         self.rewrite = None
         if rewrite:
-            widening = 2 if glu else 1
-            self.rewrite = nn.Conv1d(channels, widening * channels, 1)
-            self.rewrite_norm = group_norm(widening * channels, norm_groups)
-            self.rewrite_gate = nn.GLU(dim=1) if glu else nn.ReLU()
+            self.rewrite, self.rewrite_norm, self.rewrite_gate = _rewrite(channels, 0, norm_groups, glu)
 
     def forward(self, x: Tensor) -> Tensor:
         """Encode ``x`` (``[B, C_in, T]``) into ``[B, C, T']``.
@@ -130,10 +137,7 @@ class DemucsDecoderLayer(nn.Module):
         super().__init__()
         self.rewrite = None
         if rewrite:
-            widening = 2 if glu else 1
-            self.rewrite = nn.Conv1d(channels, widening * channels, 2 * context + 1, padding=context)
-            self.rewrite_norm = group_norm(widening * channels, norm_groups)
-            self.rewrite_gate = nn.GLU(dim=1) if glu else nn.ReLU()
+            self.rewrite, self.rewrite_norm, self.rewrite_gate = _rewrite(channels, context, norm_groups, glu)
         self.residual = None if residual is None else ResidualBranch(channels, **residual)
         self.conv_transpose = nn.ConvTranspose1d(channels, out_channels, kernel_size, stride)
         self.last = last
