@@ -163,3 +163,47 @@ def test_reflection_padding_refuses_inputs_shorter_than_half_a_frame(umx_folder)
         ValueError, match=r"reflection padding needs more than n_fft // 2 = 256 samples, got 200"
     ):
         model(torch.zeros(1, CHANNELS, 200))
+
+
+def test_sepzoo_separate_matches_load_separator_on_a_six_second_file(umx_folder, tmp_path, capsys):
+    import soundfile as sf
+    from cli_helpers import run
+
+    from sepzoo.models.files import load_separator
+
+    model_file = tmp_path / "umx.sepzoo"
+    code, out, err = run(capsys, "convert", "openunmix", str(umx_folder), str(model_file))
+    assert code == 0, err
+    assert "open_unmix" in out and "sources drums, bass, vocals" in out
+    metadata = torch.load(model_file, weights_only=True)["metadata"]
+    assert metadata["converted_format"] == "openunmix" and metadata["converted_from"] == str(umx_folder)
+    assert load_separator(model_file).wiener_iterations == 1  # openunmix's default --niter
+
+    song = tmp_path / "song.wav"
+    sf.write(song, mixture()[0].T.numpy(), SAMPLE_RATE, subtype="FLOAT")
+    mix = torch.from_numpy(sf.read(song, dtype="float32")[0].T.copy())[None]
+    argv = ["separate", str(song), "-n", str(model_file), "-o", str(tmp_path / "stems")]
+    code, _, err = run(capsys, *argv, "--overlap", "0", "--shifts", "0", "--float32", "--clip-mode", "none")
+    assert code == 0, err
+    with torch.no_grad():
+        expected = reference_separator(umx_folder, niter=1)(mix)
+    for index, target in enumerate(TARGETS):
+        stem = torch.from_numpy(sf.read(tmp_path / "stems" / "song" / f"{target}.wav", dtype="float32")[0].T)
+        assert stem.shape == expected[0, index].shape
+        error = relative_error(stem, expected[0, index])
+        assert error <= 1e-4, f"{target}: {error:.2e}"
+
+
+def test_the_command_refuses_a_folder_without_separator_json_in_one_line(umx_folder, tmp_path, capsys):
+    from cli_helpers import assert_one_line_error, run
+
+    folder = tmp_path / "model"
+    shutil.copytree(umx_folder, folder)
+    (folder / "separator.json").unlink()
+    code, _, err = run(capsys, "convert", "openunmix", str(folder), str(tmp_path / "umx.sepzoo"))
+    assert_one_line_error(code, err, "separator.json: no such file")
+    assert not (tmp_path / "umx.sepzoo").exists()
+    code, _, err = run(
+        capsys, "convert", "openunmix", str(umx_folder), str(tmp_path / "m.sepzoo"), "--niter", "-1"
+    )
+    assert_one_line_error(code, err, "niter must be >= 0, got -1")

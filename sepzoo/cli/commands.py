@@ -134,28 +134,35 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    """``sepzoo convert {demucs,torchaudio} SRC OUT``.
+    """``sepzoo convert {demucs,torchaudio,msst,openunmix} SRC OUT``.
 
     Args:
         args: Parsed arguments.
     """
-    from sepzoo.errors import SepzooError
     from sepzoo.io.audio import prepare_output
     from sepzoo.models.bag import BagOfModels
     from sepzoo.models.files import save_model_file
 
     prepare_output(args.out, args.force)  # refuse before the (possibly slow) conversion
+    metadata = {"converted_from": str(args.source), "converted_format": args.kind}
     if args.kind == "demucs":
-        if args.sources:
-            raise SepzooError("--sources is for torchaudio checkpoints; a demucs package records its sources")
         from sepzoo.convert.demucs import convert_file
 
         model = convert_file(args.source)
-    else:
+    elif args.kind == "torchaudio":
         from sepzoo.convert.torchaudio import convert_torchaudio_file
 
         model = convert_torchaudio_file(args.source, args.sources, args.sample_rate)
-    metadata = {"converted_from": str(args.source), "converted_format": args.kind}
+    elif args.kind == "msst":
+        from sepzoo.convert.msst import convert_checkpoint
+
+        model, provenance = convert_checkpoint(args.source, args.config, args.model_type)
+        metadata.update(provenance)
+    else:
+        from sepzoo.convert.openunmix import convert_folder
+
+        window = args.wiener_win_len or None
+        model = convert_folder(args.source, niter=args.niter, wiener_win_len=window, residual=args.residual)
     path = save_model_file(model, args.out, metadata=metadata, force=args.force)
     what = f"bag of {len(model.members)} models" if isinstance(model, BagOfModels) else model.registry_name
     print(

@@ -173,14 +173,46 @@ def _export_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _convert_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("kind", choices=["demucs", "torchaudio"], help="the project that wrote SOURCE")
-    p.add_argument("source", help="the checkpoint to convert")
-    p.add_argument("out", help="model file to write (.sepzoo)")
-    p.add_argument("--sources", nargs="+", help="torchaudio: the stem names, in the model's output order")
-    p.add_argument(
-        "--sample-rate", type=int, default=44100, help="torchaudio: the model's rate (default: 44100)"
+    kinds = p.add_subparsers(dest="kind", required=True, metavar="PROJECT")
+
+    def kind(name: str, help: str, source: str) -> argparse.ArgumentParser:
+        q = kinds.add_parser(
+            name, help=help, description=f"{help[0].upper()}{help[1:]}. Nothing in it is run."
+        )
+        q.add_argument("source", help=source)
+        q.add_argument("out", help="model file to write (.sepzoo)")
+        _add_flags(q, {"--force": "overwrite an existing model file"})
+        return q
+
+    kind("demucs", "an official demucs model file (.th) or bag of models (.yaml)", "the .th or .yaml file")
+    q = kind("torchaudio", "a torchaudio.models.HDemucs state dict", "the state dict file")
+    q.add_argument("--sources", nargs="+", required=True, help="the stem names, in the model's output order")
+    q.add_argument("--sample-rate", type=int, default=44100, help="the model's rate (default: 44100)")
+    q = kind(
+        "msst",
+        "weights trained with Music-Source-Separation-Training, with their YAML config",
+        "the checkpoint (a state dict, bare or under state_dict)",
     )
-    _add_flags(p, {"--force": "overwrite an existing model file"})
+    q.add_argument("--config", required=True, help="the MSST YAML config the weights were trained with")
+    q.add_argument(
+        "--model-type",
+        required=True,
+        choices=["bs_roformer", "mel_band_roformer", "mdx23c", "htdemucs", "scnet"],
+        help="MSST's --model_type",
+    )
+    q = kind(
+        "openunmix",
+        "an Open-Unmix model folder (<target>.json, <target>.pth, separator.json)",
+        "the folder openunmix.utils.load_separator reads",
+    )
+    q.add_argument("--niter", type=int, default=1, help="Wiener filter EM rounds (default: 1)")
+    q.add_argument(
+        "--wiener-win-len",
+        type=int,
+        default=300,
+        help="frames filtered together; 0 for whole tracks (default: 300)",
+    )
+    _add_flags(q, {"--residual": "let the mixture minus the targets take part in the Wiener filter"})
 
 
 def _bag_arguments(p: argparse.ArgumentParser) -> None:
@@ -267,8 +299,9 @@ _COMMANDS: tuple[_Command, ...] = (
         "convert",
         help="convert a checkpoint of another project into a sepzoo model file",
         arguments=_convert_arguments,
-        description="Convert an official demucs model file (.th) or bag of models (.yaml), or a "
-        "torchaudio HDemucs state dict, into a sepzoo model file. Nothing in SOURCE is run.",
+        description="Convert an official demucs model file (.th) or bag of models (.yaml), a "
+        "torchaudio HDemucs state dict, MSST weights with their config, or an Open-Unmix model folder "
+        "into a sepzoo model file. Nothing in SOURCE is run.",
     ),
     _Command(
         "bag",

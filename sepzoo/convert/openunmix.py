@@ -47,7 +47,7 @@ from torch import Tensor
 
 from sepzoo import DEFAULT_SOURCES
 from sepzoo.convert import rename_state
-from sepzoo.errors import CheckpointError
+from sepzoo.errors import CheckpointError, ConfigError
 from sepzoo.models import create_model
 from sepzoo.models.files import safe_load
 from sepzoo.models.open_unmix import OpenUnmix
@@ -154,9 +154,14 @@ def convert_folder(
             (Default: ``False``)
 
     Raises:
+        ConfigError: ``niter`` or ``wiener_win_len`` is out of range.
         CheckpointError: The folder, ``separator.json`` or a target's files are missing or
             unreadable, the targets disagree with the separator, or a key does not map.
     """
+    if niter < 0:
+        raise ConfigError(f"niter must be >= 0, got {niter}")
+    if wiener_win_len is not None and wiener_win_len < 1:
+        raise ConfigError(f"wiener_win_len must be a positive number of frames or None, got {wiener_win_len}")
     folder = Path(folder)
     if not folder.is_dir():
         raise CheckpointError(
