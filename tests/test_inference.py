@@ -545,3 +545,18 @@ def test_a_segment_longer_than_the_model_accepts_is_refused(mix):
 
     with pytest.raises(SepzooError, match=r"segment 0.6 s is longer than .* accepts \(0.5 s"):
         apply_model(FixedLengthRecorder(), mix, segment=0.6)
+
+
+def test_a_segment_kept_from_a_sample_count_runs_chunks_of_that_many_samples():
+    from sepzoo.engine.chunks import EngineSettings, segment_samples
+    from sepzoo.models import create_model, get_model_class
+    from sepzoo.models.base import seconds_to_samples
+
+    # 261120 / 44100 * 44100 is 261119.99999999997: truncated, a one-chunk file became two.
+    assert int(261120 / 44100 * 44100) == 261119
+    assert seconds_to_samples(261120 / 44100, 44100) == 261120
+    assert seconds_to_samples(7.8, 44100) == 343980  # demucs's truncation where it is exact
+    assert seconds_to_samples(0.99999, 10) == 9  # and where the product is not whole
+    model = create_model("conv_tasnet", **get_model_class("conv_tasnet").test_kwargs, segment=261120 / 44100)
+    settings = EngineSettings(None, 0.25, 1.0, 1, None, False)
+    assert segment_samples(model, settings) == 261120 == model.segment_length

@@ -18,7 +18,7 @@ from torch.nn import functional as F
 
 from sepzoo.errors import SepzooError
 from sepzoo.models.bag import BagOfModels
-from sepzoo.models.base import Separator
+from sepzoo.models.base import Separator, seconds_to_samples
 
 MAX_SHIFT_SECONDS = 0.5
 """Largest random time shift of the shift trick, in seconds."""
@@ -302,8 +302,7 @@ def segment_samples(model: Separator, settings: EngineSettings) -> int | None:
     segment = settings.segment if settings.segment is not None else model.segment
     if segment is None:
         return None
-    # Truncated, not rounded, as the official Demucs engine does: same chunks, same outputs.
-    return max(1, int(segment * model.sample_rate))
+    return max(1, seconds_to_samples(segment, model.sample_rate))
 
 
 def model_device(model: nn.Module, requested: torch.device | None) -> torch.device:
@@ -340,7 +339,7 @@ def check_segment(model: Separator, segment_length: int) -> None:
         segment_length: Samples of a full chunk.
     """
     limit = model.max_segment
-    if limit is not None and segment_length > int(limit * model.sample_rate):
+    if limit is not None and segment_length > seconds_to_samples(limit, model.sample_rate):
         raise SepzooError(
             f"segment {segment_length / model.sample_rate:g} s is longer than {model_name(model)} accepts "
             f"({limit:g} s, the segment it was trained on); pass a shorter --segment"

@@ -36,7 +36,12 @@ def _plain(value: Any) -> Any:
 
 
 def seconds_to_samples(seconds: float | None, sample_rate: int) -> int | None:
-    """A chunk length in seconds as the nearest whole number of samples (``None`` stays ``None``).
+    """A chunk length in seconds as a whole number of samples (``None`` stays ``None``).
+
+    Truncated, as demucs truncates it (so that chunks, and outputs, match its engine), except
+    that a product within 1e-6 of a whole number is that number: a chunk of N samples kept as
+    ``N / sample_rate`` seconds comes back as N (``261120 / 44100 * 44100`` is
+    ``261119.99999999997``).
 
     Args:
         seconds: Seconds, or ``None``.
@@ -44,7 +49,9 @@ def seconds_to_samples(seconds: float | None, sample_rate: int) -> int | None:
     """
     if seconds is None:
         return None
-    return int(round(seconds * sample_rate))
+    product = seconds * sample_rate
+    nearest = round(product)
+    return nearest if abs(product - nearest) < 1e-6 else int(product)
 
 
 def _variant_init(cls: type) -> Any:

@@ -26,6 +26,7 @@ from torch.nn import functional as F
 from sepzoo import DEFAULT_SOURCES
 from sepzoo.models import register_model
 from sepzoo.models._cross_transformer import CrossDomainTransformer
+from sepzoo.models.base import seconds_to_samples
 from sepzoo.models.hybrid_demucs import HybridDemucs
 
 
@@ -209,7 +210,7 @@ class HTDemucs(HybridDemucs):
     @property
     def training_length(self) -> int:
         """The training segment in samples."""
-        return int(self.segment * self.sample_rate)
+        return seconds_to_samples(self.segment, self.sample_rate)
 
     @property
     def max_segment(self) -> float | None:
