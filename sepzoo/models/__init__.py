@@ -90,9 +90,11 @@ _RANDOM_FILLS = frozenset({"normal_", "uniform_", "trunc_normal_", "bernoulli_",
 def count_parameters(name: str, **kwargs: Any) -> int:
     """Trainable parameters of a model, counted without allocating or initialising weights.
 
-    The model is built on the meta device, where tensors have shapes but no storage, and random
-    initialisation is skipped: drawing random values on the meta device runs through torch's
-    reference kernels, which would load its whole compiler stack for values that are never used.
+    Weights are allocated on the meta device, where tensors have shapes but no storage: torch's
+    layers make them with ``torch.empty``, which is redirected there, and their random
+    initialisation is skipped. Everything else a constructor computes (band tables, rotary
+    frequencies, windows) runs on the CPU as usual: computing on the meta device goes through
+    torch's reference kernels, which load its whole compiler stack for values never used.
 
     Args:
         name: A registered model name.
@@ -101,14 +103,18 @@ def count_parameters(name: str, **kwargs: Any) -> int:
     import torch
     from torch.overrides import TorchFunctionMode
 
-    class _SkipInit(TorchFunctionMode):
+    class _MetaWeights(TorchFunctionMode):
         def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204
-            name = getattr(func, "__name__", "")
-            if getattr(func, "__module__", None) == "torch.nn.init" or name in _RANDOM_FILLS:
-                return args[0] if args else kwargs["tensor"]
-            return func(*args, **(kwargs or {}))
+            kwargs = kwargs or {}
+            if func is torch.empty and kwargs.get("device") is None:
+                return func(*args, **{**kwargs, "device": "meta"})
+            target = args[0] if args else kwargs.get("tensor")
+            is_fill = getattr(func, "__module__", None) == "torch.nn.init" or func.__name__ in _RANDOM_FILLS
+            if is_fill and isinstance(target, torch.Tensor) and target.is_meta:
+                return target
+            return func(*args, **kwargs)
 
-    with torch.device("meta"), _SkipInit():
+    with _MetaWeights():
         return create_model(name, **kwargs).num_parameters()
 
 
