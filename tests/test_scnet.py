@@ -8,9 +8,11 @@ import math
 
 import pytest
 import torch
+import yaml
 
 from sepzoo.convert import rename_state
-from sepzoo.convert.msst_scnet import MODEL_KEYS, kwargs_from_msst, model_from_msst, rename_msst_key
+from sepzoo.convert.msst import convert_checkpoint
+from sepzoo.convert.msst_scnet import MODEL_KEYS, kwargs_from_msst, rename_msst_key
 from sepzoo.errors import CheckpointError
 from sepzoo.models import count_parameters, get_model_class
 from sepzoo.models.scnet import LARGE_CONFIG, SCNet
@@ -281,7 +283,8 @@ def test_an_msst_state_loads_and_gives_the_model_those_weights():
         f"module.{key}": torch.randn(shape, generator=generator)
         for key, shape in msst_state_shapes(MSST_SMALL_MODEL).items()
     }
-    model = model_from_msst({"model": MSST_SMALL_MODEL}, {"state_dict": state}, "small.ckpt")
+    model = SCNet(**kwargs)
+    model.load_state_dict(rename_state(state, rename_msst_key, model.state_dict(), "small.ckpt"))
     assert model.init_kwargs["normalize_input"] is False
     ours = model.state_dict()
     for key, value in state.items():
@@ -295,8 +298,9 @@ def test_an_msst_state_that_does_not_fit_is_refused_by_key():
     del state["encoder.1.globalconv.bias"]
     state["separation_net.dp_modules.0.lstm_layers.0.weight_ih_l1"] = torch.zeros(1)
     state["decoder.0.0.conv.bias"] = torch.zeros(3)
+    model = SCNet(**kwargs_from_msst({"model": MSST_SMALL_MODEL}))
     with pytest.raises(CheckpointError) as info:
-        model_from_msst({"model": MSST_SMALL_MODEL}, state, "bad.ckpt")
+        rename_state(state, rename_msst_key, model.state_dict(), "bad.ckpt")
     message = str(info.value)
     assert "cannot map: separation_net.dp_modules.0.lstm_layers.0.weight_ih_l1" in message
     assert "nothing maps to: encoder.1.full_band_conv.bias" in message
@@ -366,3 +370,23 @@ def test_rename_state_accepts_the_mapping_for_the_papers_layout():
     state = {key: torch.zeros(shape) for key, shape in shapes.items()}
     renamed = rename_state(state, rename_msst_key, model.state_dict(), "paper-layout.ckpt")
     assert set(renamed) == set(model.state_dict())
+
+
+def test_msst_files_convert_through_the_msst_converter(tmp_path):
+    config = {
+        "audio": {"chunk_size": 44100, "num_channels": 2, "sample_rate": 44100},
+        "model": MSST_SMALL_MODEL,
+        "training": {"instruments": ["vocals", "other"], "target_instrument": None},
+    }
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    generator = torch.Generator().manual_seed(0)
+    state = {
+        key: torch.randn(shape, generator=generator)
+        for key, shape in msst_state_shapes(MSST_SMALL_MODEL).items()
+    }
+    torch.save(state, tmp_path / "model.ckpt")
+    model, provenance = convert_checkpoint(tmp_path / "model.ckpt", tmp_path / "config.yaml", "scnet")
+    assert isinstance(model, SCNet) and provenance["msst_model_type"] == "scnet"
+    assert model.segment == 1.0 and model.sources == ["vocals", "other"]
+    weights = model.state_dict()
+    assert all(torch.equal(weights[rename_msst_key(key)], value) for key, value in state.items())

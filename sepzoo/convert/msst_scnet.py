@@ -3,10 +3,11 @@ ZFTurbo/Music-Source-Separation-Training, ``models/scnet/scnet.py``, ``model_typ
 
 An MSST model is a YAML configuration (``configs/config_musdb18_scnet.yaml`` and its kin) and a
 ``.ckpt`` file holding the module's state dict. :func:`kwargs_from_msst` turns the configuration
-into the init arguments of :class:`sepzoo.models.scnet.SCNet`, :func:`rename_msst_key` names each
-state-dict key as sepzoo does, and :func:`model_from_msst` does both and loads the weights
-through :func:`sepzoo.convert.rename_state`, which refuses keys that do not map, keys nothing
-maps to and shapes that differ.
+into the init arguments of :class:`sepzoo.models.scnet.SCNet` and :func:`rename_msst_key` names
+each state-dict key as sepzoo does; :func:`sepzoo.convert.msst.convert_checkpoint` (``sepzoo
+convert msst --model-type scnet``) reads the files and loads the weights through
+:func:`sepzoo.convert.rename_state`, which refuses keys that do not map, keys nothing maps to and
+shapes that differ.
 
 Configuration -> init arguments:
 
@@ -52,14 +53,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
-from torch import Tensor
-
-from sepzoo.convert import rename_state
-from sepzoo.errors import CheckpointError, closest
-from sepzoo.models.scnet import SCNet
+from sepzoo.errors import closest
 
 MODEL_KEYS: tuple[str, ...] = (
     "sources", "audio_channels", "dims", "nfft", "hop_size", "win_size", "normalized", "band_SR",
@@ -195,27 +191,4 @@ def kwargs_from_msst(config: Mapping[str, Any]) -> dict[str, Any]:
     return kwargs
 
 
-def model_from_msst(config: Mapping[str, Any], state: Mapping[str, Any], source: str | Path) -> SCNet:
-    """Build the SCNet an MSST configuration describes and load an MSST state dict into it.
-
-    Args:
-        config: The parsed MSST YAML configuration.
-        state: The checkpoint's state dict (a ``{"state_dict": ...}`` wrapper is unwrapped).
-        source: The checkpoint file, for error messages.
-
-    Raises:
-        CheckpointError: When the configuration does not build a model, or the state does not
-            fit it (keys that map to nothing, keys nothing maps to, shapes that differ).
-    """
-    try:
-        model = SCNet(**kwargs_from_msst(config))
-    except (TypeError, ValueError) as exc:
-        raise CheckpointError(f"{source}: cannot build scnet from the MSST config ({exc})") from None
-    if "state_dict" in state and isinstance(state["state_dict"], Mapping):
-        state = state["state_dict"]
-    weights: dict[str, Tensor] = rename_state(state, rename_msst_key, model.state_dict(), str(source))
-    model.load_state_dict(weights)
-    return model
-
-
-__all__ = ["MODEL_KEYS", "kwargs_from_msst", "model_from_msst", "rename_msst_key"]
+__all__ = ["MODEL_KEYS", "kwargs_from_msst", "rename_msst_key"]
