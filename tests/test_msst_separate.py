@@ -14,10 +14,16 @@ from parity import randomize, relative_error
 
 bs_roformer = pytest.importorskip("audio_separator.separator.uvr_lib_v5.roformer.bs_roformer")
 mel_band_roformer = pytest.importorskip("audio_separator.separator.uvr_lib_v5.roformer.mel_band_roformer")
+tfc_tdf_v3 = pytest.importorskip("audio_separator.separator.uvr_lib_v5.tfc_tdf_v3")
+ml_collections = pytest.importorskip("ml_collections")
 
-# 7680 samples at 44.1 kHz: a chunk size that seconds cannot carry back exactly, since
-# int(7680 / 44100 * 44100) is 7679; the converted model must still run it as one chunk.
-CHUNK_SIZE = 7680
+# audio-separator's MDX23C STFT asks torch for real-valued output, which torch warns is deprecated.
+pytestmark = pytest.mark.filterwarnings("ignore:stft with return_complex=False:UserWarning")
+
+# Chunk sizes that seconds cannot carry back exactly (int(7680 / 44100 * 44100) is 7679, and
+# 8160 gives 8159); the converted models must still run them as one chunk. MDX23C's is
+# hop_length * (dim_t - 1) with dim_t = 256, as MSST sizes its chunks.
+CHUNK_SIZES = {"bs_roformer": 7680, "mel_band_roformer": 7680, "mdx23c": 8160}
 
 CASES = {
     "bs_roformer": (
@@ -59,7 +65,23 @@ CASES = {
         },
         {"instruments": ["vocals", "other"], "target_instrument": "vocals"},
     ),
+    "mdx23c": (
+        lambda **config: tfc_tdf_v3.TFC_TDF_net(ml_collections.ConfigDict(config), "cpu"),
+        {
+            "act": "gelu",
+            "bottleneck_factor": 2,
+            "growth": 4,
+            "norm": "InstanceNorm",
+            "num_blocks_per_scale": 1,
+            "num_channels": 8,
+            "num_scales": 2,
+            "num_subbands": 2,
+            "scale": [2, 2],
+        },
+        {"instruments": ["drums", "bass", "other", "vocals"], "target_instrument": None},
+    ),
 }
+AUDIO = {"mdx23c": {"n_fft": 256, "hop_length": 32, "dim_f": 64, "dim_t": 256}}
 
 
 class _TupleDumper(yaml.SafeDumper):
@@ -72,15 +94,21 @@ _TupleDumper.add_representer(
 
 
 def write_msst_files(folder: Path, model_type: str) -> tuple[Path, Path, torch.nn.Module]:
-    reference_class, model, training = CASES[model_type]
-    torch.manual_seed(0)
-    reference = randomize(reference_class(**model), seed=1)
+    build, model, training = CASES[model_type]
+    audio = {
+        "chunk_size": CHUNK_SIZES[model_type],
+        "num_channels": 2,
+        "sample_rate": 44100,
+        "min_mean_abs": 0.0,
+    }
     config = {
-        "audio": {"chunk_size": CHUNK_SIZE, "num_channels": 2, "sample_rate": 44100, "min_mean_abs": 0.0},
+        "audio": {**audio, **AUDIO.get(model_type, {})},
         "model": model,
         "training": {**training, "batch_size": 2, "use_amp": True},
         "inference": {"batch_size": 1, "num_overlap": 2},
     }
+    torch.manual_seed(0)
+    reference = randomize(build(**config) if model_type == "mdx23c" else build(**model), seed=1)
     config_path = folder / f"config_{model_type}.yaml"
     config_path.write_text(yaml.dump(config, Dumper=_TupleDumper, sort_keys=False))
     checkpoint = folder / f"model_{model_type}.ckpt"
@@ -101,7 +129,8 @@ def test_one_chunk_through_sepzoo_separate_matches_the_reference(model_type, tmp
 
     song = tmp_path / "song.wav"
     generator = torch.Generator().manual_seed(3)
-    sf.write(song, (0.2 * torch.randn(CHUNK_SIZE, 2, generator=generator)).numpy(), 44100, subtype="FLOAT")
+    chunk_size = CHUNK_SIZES[model_type]
+    sf.write(song, (0.2 * torch.randn(chunk_size, 2, generator=generator)).numpy(), 44100, subtype="FLOAT")
     mix = torch.from_numpy(sf.read(song, dtype="float32")[0].T.copy())[None]
     argv = ["separate", str(song), "-n", str(model_file), "-o", str(tmp_path / "stems"), "--overlap", "0"]
     code, _, err = run(capsys, *argv, "--shifts", "0", "--float32", "--clip-mode", "none")
@@ -114,7 +143,7 @@ def test_one_chunk_through_sepzoo_separate_matches_the_reference(model_type, tmp
     names = [training["target_instrument"]] if training["target_instrument"] else training["instruments"]
     for index, name in enumerate(names):
         stem = torch.from_numpy(sf.read(tmp_path / "stems" / "song" / f"{name}.wav", dtype="float32")[0].T)
-        assert stem.shape[-1] == CHUNK_SIZE  # the reference trims to whole hops; sepzoo keeps the length
+        assert stem.shape[-1] == chunk_size  # the reference trims to whole hops; sepzoo keeps the length
         length = expected.shape[-1]
         error = relative_error(stem[:, :length], expected[0, index])
         assert error <= 1e-4, f"{name}: {error:.2e}"
