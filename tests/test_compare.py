@@ -44,6 +44,7 @@ def test_the_shipped_comparison_recipes_load_with_every_model_recipe():
         "htdemucs",
         "bsrnn",
         "open_unmix",
+        "bs_roformer",
     ]
     assert toy.oracles == ["irm2", "ibm2", "mwf"] and toy.seeds == [0]
     assert toy.budget_overrides() == ["trainer.max_steps=400", "trainer.max_time=00:00:02:00"]
@@ -54,6 +55,8 @@ def test_the_shipped_comparison_recipes_load_with_every_model_recipe():
     assert len(musdb.seeds) >= 2 and set(musdb.oracles) == {"irm2", "ibm2", "mwf"}
     bsrnn = next(m for m in musdb.models if m.label == "bsrnn")
     assert bsrnn.is_bag and len(bsrnn.recipes) == 4
+    labels = {m.label for m in musdb.models}
+    assert {"bs_roformer", "mel_band_roformer", "scnet", "mdx23c"} <= labels
     assert musdb.budget_overrides() == ["trainer.max_time=02:00:00:00"]
 
 
