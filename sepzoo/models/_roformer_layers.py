@@ -472,12 +472,6 @@ class BandRoformer(Separator):
         return hann_window(self.win_length, like)
 
     def forward(self, mix: Tensor, references: Tensor | None = None) -> Tensor:
-        """Separate ``mix`` (``[B, C, T]``) into stems (``[B, S, C, T]``).
-
-        Args:
-            mix: The mixture, ``[batch, audio_channels, time]``.
-            references: Unused; accepted for the common signature. (Default: ``None``)
-        """
         self.check_input(mix, references)
         length = mix.shape[-1]
         padded = F.pad(mix, (0, self.padded_length(length) - length))  # B, C, L

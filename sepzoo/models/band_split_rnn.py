@@ -483,12 +483,6 @@ class BandSplitRNN(Separator):
         )
 
     def forward(self, mix: Tensor, references: Tensor | None = None) -> Tensor:
-        """Separate ``mix`` (``[B, C, T]``) into stems (``[B, S, C, T]``).
-
-        Args:
-            mix: The mixture, ``[batch, audio_channels, time]``.
-            references: Unused; accepted for the common signature. (Default: ``None``)
-        """
         self.check_input(mix, references)
         spectrum = self.stft(mix)  # B, C, F, T'
         features = self.band_split(spectrum)  # B, K, T', N

@@ -200,10 +200,14 @@ class Separator(nn.Module):
     def forward(self, mix: Tensor, references: Tensor | None = None) -> Tensor:
         """Separate ``mix`` (``[B, C, T]``) into stems (``[B, S, C, T]``).
 
+        Every model's ``forward`` has this contract; a model documents its own only where it
+        says more (help() and documentation tools show this one for the others).
+
         Args:
             mix: The mixture, ``[batch, audio_channels, time]``.
             references: The true stems ``[batch, sources, audio_channels, time]``; only models
-                with ``needs_references`` use them. (Default: ``None``)
+                with ``needs_references`` use them, the others accept and ignore them.
+                (Default: ``None``)
         """
         raise NotImplementedError
 

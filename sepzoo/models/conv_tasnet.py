@@ -342,12 +342,6 @@ class ConvTasNet(Separator):
         return self.encoder_kernel + hops * self.hop
 
     def forward(self, mix: Tensor, references: Tensor | None = None) -> Tensor:
-        """Separate ``mix`` (``[B, C, T]``) into stems (``[B, S, C, T]``).
-
-        Args:
-            mix: The mixture, ``[batch, audio_channels, time]``.
-            references: Unused; accepted for the common signature. (Default: ``None``)
-        """
         self.check_input(mix, references)
         length = mix.shape[-1]
         padded = F.pad(mix, (0, self.valid_length(length) - length))  # B, C, T'

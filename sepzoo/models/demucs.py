@@ -295,12 +295,6 @@ class Demucs(Separator):
         return int(length)
 
     def forward(self, mix: Tensor, references: Tensor | None = None) -> Tensor:
-        """Separate ``mix`` (``[B, C, T]``) into stems (``[B, S, C, T]``).
-
-        Args:
-            mix: The mixture, ``[batch, audio_channels, time]``.
-            references: Unused; accepted for the common signature. (Default: ``None``)
-        """
         self.check_input(mix, references)
         length = mix.shape[-1]
         x, mean, std = self._standardise(mix)  # B, C, T

@@ -267,12 +267,6 @@ class OpenUnmix(Separator):
         )
 
     def forward(self, mix: Tensor, references: Tensor | None = None) -> Tensor:
-        """Separate ``mix`` (``[B, C, T]``) into stems (``[B, S, C, T]``).
-
-        Args:
-            mix: The mixture, ``[batch, audio_channels, time]``.
-            references: Unused; accepted for the common signature. (Default: ``None``)
-        """
         self.check_input(mix, references)
         if self.stft.pad_mode == "reflect" and mix.shape[-1] <= self.n_fft // 2:
             raise ValueError(

@@ -656,12 +656,6 @@ class SCNet(Separator):
         return torch.ones(self.win_size, dtype=like.real.dtype, device=like.device)
 
     def forward(self, mix: Tensor, references: Tensor | None = None) -> Tensor:
-        """Separate ``mix`` (``[B, C, T]``) into stems (``[B, S, C, T]``).
-
-        Args:
-            mix: The mixture, ``[batch, audio_channels, time]``.
-            references: Unused; accepted for the common signature. (Default: ``None``)
-        """
         self.check_input(mix, references)
         batch, channels, length = mix.shape
         padded = self.padded_length(length)
