@@ -282,8 +282,8 @@ def test_kwargs_from_the_msst_musdb_config():
 @pytest.mark.parametrize(
     ("change", "fragments"),
     [
-        (("model", "num_chanels", 8), ["model.num_chanels", "did you mean 'num_channels'"]),
-        (("model", "dropout", 0.1), ["model.dropout", "not an MDX23C setting"]),
+        (("model", "num_chanels", 8), ["model.num_chanels", "did you mean 'model.num_channels'"]),
+        (("model", "dropout", 0.1), ["unknown key model.dropout for mdx23c"]),
         (("model", "growth", None), ["model.growth is missing"]),
         (("audio", "n_fft", None), ["audio.n_fft is missing"]),
         (("training", "instruments", None), ["training.instruments"]),

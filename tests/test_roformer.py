@@ -278,15 +278,15 @@ def config_with(
         (
             "bs_roformer",
             {"time_transfomer_depth": 1},
-            "model.time_transfomer_depth.*'time_transformer_depth'",
+            "model.time_transfomer_depth.*'model.time_transformer_depth'",
         ),
-        ("mel_band_roformer", {"num_band": 4}, "model.num_band.*'num_bands'"),
+        ("mel_band_roformer", {"num_band": 4}, "model.num_band.*'model.num_bands'"),
         ("mel_band_roformer", {"freqs_per_bands": [1, 32]}, "model.freqs_per_bands"),
         ("bs_roformer", {"freqs_per_bands": [3, 5, 7, 9]}, "model.freqs_per_bands.*33 bins.*got 24"),
         ("bs_roformer", {"linear_transformer_depth": 1}, "model.linear_transformer_depth=1"),
         ("mel_band_roformer", {"linear_transformer_depth": 2}, "model.linear_transformer_depth=2"),
         ("bs_roformer", {"stft_window_fn": "hann"}, "model.stft_window_fn"),
-        ("bs_roformer", {"num_stems": 3}, "model.num_stems is 3.*training.instruments"),
+        ("bs_roformer", {"num_stems": 3}, "training.instruments names 2 stem.*model.num_stems is 3"),
         ("bs_roformer", {"stereo": False}, "audio.num_channels is 2.*model.stereo=False"),
         ("mel_band_roformer", {"sample_rate": 44100}, "model.sample_rate .44100.*audio.sample_rate .16000"),
     ],
@@ -301,7 +301,9 @@ def test_bad_msst_configuration_is_one_line_naming_the_key(model_type, change, m
 def test_required_keys_and_outputs_of_a_configuration():
     with pytest.raises(ValueError, match="model.dim is required"):
         kwargs_from_msst("bs_roformer", {"model": {"depth": 1}, "training": {"instruments": ["vocals"]}})
-    with pytest.raises(ValueError, match="training.target_instrument='vocals'.*num_stems is 2"):
+    with pytest.raises(
+        ValueError, match=r"target_instrument names 1 stem\(s\) \['vocals'\], but model.num_stems is 2"
+    ):
         kwargs_from_msst(
             "bs_roformer", config_with(training={"instruments": ["a", "b"], "target_instrument": "vocals"})
         )

@@ -342,17 +342,19 @@ def test_msst_stem_names_follow_the_training_section():
     assert kwargs_from_msst(vocals_only)["sources"] == ["vocals"]
     renamed = {"model": MSST_SMALL_MODEL, "training": {"instruments": ["voice", "accompaniment"]}}
     assert kwargs_from_msst(renamed)["sources"] == ["voice", "accompaniment"]
-    with pytest.raises(ValueError, match=r"training.target_instrument names 1 output stem\(s\) \['vocals'\]"):
+    with pytest.raises(
+        ValueError, match=r"target_instrument names 1 stem\(s\) \['vocals'\], but the number of model.sources"
+    ):
         kwargs_from_msst({**vocals_only, "model": MSST_SMALL_MODEL})
 
 
 @pytest.mark.parametrize(
     ("config", "fragments"),
     [
-        ({"model": {"band_sr": [0.2, 0.3, 0.5]}}, ["model.band_sr", "did you mean model.band_SR?"]),
-        ({"model": {"num_dplayers": 6}}, ["model.num_dplayers", "did you mean model.num_dplayer?"]),
+        ({"model": {"band_sr": [0.2, 0.3, 0.5]}}, ["model.band_sr", "did you mean 'model.band_SR'?"]),
+        ({"model": {"num_dplayers": 6}}, ["model.num_dplayers", "did you mean 'model.num_dplayer'?"]),
         ({"model": {"audio_channels": 2}, "audio": {"num_channels": 1}}, ["audio.num_channels is 1"]),
-        ({"model": ["dims"]}, ["section 'model' must be a mapping"]),
+        ({"model": ["dims"]}, ["model: expected a section (a mapping of keys), got list"]),
     ],
 )
 def test_bad_msst_configs_fail_in_one_line(config, fragments):

@@ -26,7 +26,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,7 @@ import yaml
 from torch import Tensor
 
 from sepzoo.convert import rename_state
-from sepzoo.errors import CheckpointError, ConfigError
+from sepzoo.errors import CheckpointError, ConfigError, closest
 from sepzoo.models import create_model
 from sepzoo.models.base import Separator
 from sepzoo.models.files import safe_load
@@ -110,16 +110,88 @@ def read_state(path: str | Path) -> dict[str, Tensor]:
     return dict(content)
 
 
-def _section(config: Mapping[str, Any], name: str, source: Path) -> dict[str, Any]:
+def config_section(config: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """One section of an MSST config as a dict; an absent section is empty.
+
+    Args:
+        config: The config (a mapping, or an object with ``get`` and ``items`` such as an
+            ``ml_collections.ConfigDict``).
+        name: ``"audio"``, ``"model"``, ``"training"``, ...
+
+    Raises:
+        ValueError: The section is not a mapping.
+    """
     section = config.get(name)
-    if not isinstance(section, Mapping):
-        raise ConfigError(f"{source}: {name}: expected a section (a mapping), got {section!r}")
-    return dict(section)
+    if section is None:
+        return {}
+    if not hasattr(section, "items"):
+        raise ValueError(f"{name}: expected a section (a mapping of keys), got {type(section).__name__}")
+    return dict(section.items())
+
+
+def check_model_keys(model: Mapping[str, Any], valid: Iterable[str], model_type: str) -> None:
+    """Refuse a ``model.<key>`` that ``model_type`` does not take, naming the closest valid key
+    (one that differs only in case first, as in ``band_sr`` for ``band_SR``).
+
+    Args:
+        model: The config's ``model`` section.
+        valid: The keys the type takes.
+        model_type: MSST's name of the type, for the message.
+
+    Raises:
+        ValueError: Naming the first unknown key.
+    """
+    valid = list(valid)
+    for key in model:
+        if key in valid:
+            continue
+        hint = [name for name in valid if name.lower() == str(key).lower()] or closest(str(key), valid, n=1)
+        suggestion = f"; did you mean 'model.{hint[0]}'?" if hint else ""
+        raise ValueError(f"unknown key model.{key} for {model_type}{suggestion}")
+
+
+def output_stems(training: Mapping[str, Any], count: int | None = None, count_key: str = "") -> list[str]:
+    """The stems a model estimates: ``training.target_instrument`` when set (MSST then trains one
+    output), else ``training.instruments``.
+
+    Args:
+        training: The config's ``training`` section.
+        count: The number of outputs the model section declares, if it declares one.
+            (Default: ``None``)
+        count_key: The key that declares it, for the message, e.g. ``"model.num_stems"``.
+            (Default: ``""``)
+
+    Raises:
+        ValueError: No stems are named, or their number differs from ``count``.
+    """
+    target = training.get("target_instrument")
+    if target:
+        names, origin = [str(target)], "training.target_instrument"
+    else:
+        instruments = training.get("instruments")
+        if not instruments or isinstance(instruments, str):
+            raise ValueError(
+                "training.instruments must list the stems (or training.target_instrument name one), "
+                f"got {instruments!r}"
+            )
+        names, origin = [str(name) for name in instruments], "training.instruments"
+    if count is not None and len(names) != count:
+        raise ValueError(f"{origin} names {len(names)} stem(s) {names}, but {count_key} is {count}")
+    return names
+
+
+def _section(config: Mapping[str, Any], name: str, source: Path) -> dict[str, Any]:
+    try:
+        return config_section(config, name)
+    except ValueError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
 
 
 def _htdemucs(config: Mapping[str, Any], state: Mapping[str, Tensor], source: Path, ckpt: Path) -> Separator:
     from sepzoo.convert.demucs import model_from_arguments
 
+    if not isinstance(config.get("htdemucs"), Mapping):
+        raise ConfigError(f"{source}: htdemucs: missing; MSST builds its HT Demucs from this section")
     arguments = _section(config, "htdemucs", source)
     training = _section(config, "training", source)
     subbands = arguments.pop("num_subbands", 1)
@@ -188,4 +260,12 @@ def convert_checkpoint(
     return model, provenance
 
 
-__all__ = ["MODEL_TYPES", "convert_checkpoint", "read_config", "read_state"]
+__all__ = [
+    "MODEL_TYPES",
+    "check_model_keys",
+    "config_section",
+    "convert_checkpoint",
+    "output_stems",
+    "read_config",
+    "read_state",
+]

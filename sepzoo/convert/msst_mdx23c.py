@@ -51,7 +51,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from sepzoo.errors import ConfigError, suggestion
+from sepzoo.convert.msst import check_model_keys, config_section, output_stems
+from sepzoo.errors import ConfigError
 
 MODEL_KEYS: tuple[str, ...] = (
     "act",
@@ -112,32 +113,10 @@ def rename_msst_key(key: str) -> str | None:
     return None
 
 
-def _section(config: Mapping[str, Any], name: str) -> dict[str, Any]:
-    section = config.get(name)
-    if section is None:
-        return {}
-    if not hasattr(section, "items"):
-        raise MsstConfigError(f"{name} must be a mapping of keys to values, got {type(section).__name__}")
-    return dict(section.items())
-
-
 def _required(section: Mapping[str, Any], prefix: str, key: str) -> Any:
     if section.get(key) is None:
         raise MsstConfigError(f"{prefix}.{key} is missing from the MSST configuration")
     return section[key]
-
-
-def _sources(training: Mapping[str, Any]) -> list[str]:
-    target = training.get("target_instrument")
-    if target:
-        return [str(target)]
-    instruments = training.get("instruments")
-    if not instruments or isinstance(instruments, str):
-        raise MsstConfigError(
-            "training.instruments must list the stems (or training.target_instrument name one), "
-            f"got {instruments!r}"
-        )
-    return [str(name) for name in instruments]
 
 
 def kwargs_from_msst(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -153,16 +132,15 @@ def kwargs_from_msst(config: Mapping[str, Any]) -> dict[str, Any]:
             dotted key: an unknown ``model.<key>`` (with the closest valid key), a missing
             required key, or stems that are not listed.
     """
-    audio = _section(config, "audio")
-    model = _section(config, "model")
-    training = _section(config, "training")
-    for key in model:
-        if key not in MODEL_KEYS:
-            hint = suggestion(str(key), MODEL_KEYS)
-            raise MsstConfigError(
-                f"model.{key} is not an MDX23C setting{hint} (valid: {', '.join(MODEL_KEYS)})"
-            )
-    kwargs: dict[str, Any] = {"sources": _sources(training)}
+    try:
+        audio = config_section(config, "audio")
+        model = config_section(config, "model")
+        training = config_section(config, "training")
+        check_model_keys(model, MODEL_KEYS, "mdx23c")
+        sources = output_stems(training)
+    except ValueError as exc:
+        raise MsstConfigError(str(exc)) from None
+    kwargs: dict[str, Any] = {"sources": sources}
     for key in ("n_fft", "hop_length", "dim_f"):
         kwargs[key] = int(_required(audio, "audio", key))
     for key in _REQUIRED_MODEL_KEYS:

@@ -64,7 +64,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from sepzoo.errors import suggestion
+from sepzoo.convert.msst import check_model_keys, config_section, output_stems
 from sepzoo.models.bs_roformer import PAPER_FREQS_PER_BANDS, contiguous_bands
 
 MODEL_TYPES = ("bs_roformer", "mel_band_roformer")
@@ -143,36 +143,6 @@ _MODEL_SPECIFIC = {
 }
 
 
-def _section(config: Mapping[str, Any], name: str) -> dict[str, Any]:
-    section = config.get(name) if hasattr(config, "get") else None
-    if section is None:
-        return {}
-    if not hasattr(section, "items"):
-        raise ValueError(f"{name} must be a mapping of keys, got {type(section).__name__}")
-    return dict(section.items())
-
-
-def _sources(model: Mapping[str, Any], training: Mapping[str, Any]) -> list[str]:
-    num_stems = model["num_stems"]
-    target = training.get("target_instrument")
-    if target:
-        if num_stems != 1:
-            raise ValueError(
-                f"training.target_instrument={target!r} names one output, but model.num_stems is {num_stems}"
-            )
-        return [str(target)]
-    instruments = training.get("instruments")
-    if not instruments:
-        raise ValueError("training.instruments or training.target_instrument must name the model's outputs")
-    instruments = [str(name) for name in instruments]
-    if len(instruments) != num_stems:
-        raise ValueError(
-            f"model.num_stems is {num_stems} but training.instruments names {len(instruments)}: "
-            f"{instruments} (and training.target_instrument is not set)"
-        )
-    return instruments
-
-
 def kwargs_from_msst(model_type: str, config: Mapping[str, Any]) -> dict[str, Any]:
     """sepzoo init arguments of the model an MSST configuration describes.
 
@@ -188,14 +158,11 @@ def kwargs_from_msst(model_type: str, config: Mapping[str, Any]) -> dict[str, An
     """
     if model_type not in _DEFAULTS:
         raise ValueError(f"model_type must be one of {', '.join(MODEL_TYPES)}, got {model_type!r}")
-    given = _section(config, "model")
-    audio = _section(config, "audio")
-    training = _section(config, "training")
+    given = config_section(config, "model")
+    audio = config_section(config, "audio")
+    training = config_section(config, "training")
     defaults = _DEFAULTS[model_type]
-    valid = sorted({"dim", "depth"} | set(defaults) | _IGNORED[model_type])
-    for key in given:
-        if key not in valid:
-            raise ValueError(f"unknown key model.{key} for {model_type}{suggestion(key, valid)}")
+    check_model_keys(given, sorted({"dim", "depth"} | set(defaults) | _IGNORED[model_type]), model_type)
     for key in ("dim", "depth"):
         if key not in given:
             raise ValueError(f"model.{key} is required for {model_type}")
@@ -205,7 +172,8 @@ def kwargs_from_msst(model_type: str, config: Mapping[str, Any]) -> dict[str, An
             f"model.linear_transformer_depth={model['linear_transformer_depth']} is not supported: "
             "sepzoo's RoFormers have no linear-attention transformers (use 0)"
         )
-    kwargs: dict[str, Any] = {"sources": _sources(model, training)}
+    sources = output_stems(training, model["num_stems"], "model.num_stems")
+    kwargs: dict[str, Any] = {"sources": sources}
     for key in _SEPZOO_KEYS + _MODEL_SPECIFIC[model_type]:
         kwargs[key] = model[key]
     kwargs["stft_normalized"] = bool(kwargs["stft_normalized"])

@@ -55,7 +55,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from sepzoo.errors import closest
+from sepzoo.convert.msst import check_model_keys, config_section, output_stems
 
 MODEL_KEYS: tuple[str, ...] = (
     "sources", "audio_channels", "dims", "nfft", "hop_size", "win_size", "normalized", "band_SR",
@@ -120,33 +120,10 @@ def rename_msst_key(key: str) -> str | None:
     return None
 
 
-def _section(config: Mapping[str, Any], name: str) -> Mapping[str, Any]:
-    section = config.get(name) or {}
-    if not isinstance(section, Mapping):
-        raise ValueError(f"MSST config section {name!r} must be a mapping, got {type(section).__name__}")
-    return section
-
-
 def _plain(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_plain(item) for item in value]
     return value
-
-
-def _stem_names(model: Mapping[str, Any], training: Mapping[str, Any]) -> list[str] | None:
-    target = training.get("target_instrument")
-    if target:
-        names, origin = [str(target)], "training.target_instrument"
-    elif training.get("instruments"):
-        names, origin = [str(name) for name in training["instruments"]], "training.instruments"
-    else:
-        return None
-    if "sources" in model and len(model["sources"]) != len(names):
-        raise ValueError(
-            f"{origin} names {len(names)} output stem(s) {names}, but model.sources has "
-            f"{len(model['sources'])} {list(model['sources'])}"
-        )
-    return names
 
 
 def kwargs_from_msst(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -161,19 +138,14 @@ def kwargs_from_msst(config: Mapping[str, Any]) -> dict[str, Any]:
         ValueError: One line naming ``model.<key>`` and the closest valid key for an unknown
             model key, or the keys that disagree (stem count, channels).
     """
-    model = _section(config, "model")
-    audio = _section(config, "audio")
-    training = _section(config, "training")
-    for key in model:
-        if key not in MODEL_KEYS:
-            same_letters = [valid for valid in MODEL_KEYS if valid.lower() == str(key).lower()]
-            hint = same_letters or closest(str(key), MODEL_KEYS, n=1)
-            suggestion = f"; did you mean model.{hint[0]}?" if hint else ""
-            raise ValueError(f"unknown MSST SCNet option model.{key}{suggestion}")
+    model = config_section(config, "model")
+    audio = config_section(config, "audio")
+    training = config_section(config, "training")
+    check_model_keys(model, MODEL_KEYS, "scnet")
     kwargs: dict[str, Any] = {key: _plain(value) for key, value in model.items()}
-    names = _stem_names(model, training)
-    if names is not None:
-        kwargs["sources"] = names
+    if training.get("target_instrument") or training.get("instruments"):
+        declared = len(model["sources"]) if "sources" in model else None
+        kwargs["sources"] = output_stems(training, declared, "the number of model.sources")
     elif "sources" in kwargs:
         kwargs["sources"] = [str(name) for name in kwargs["sources"]]
     channels = audio.get("num_channels")
