@@ -12,6 +12,7 @@ converted for sepzoo's side), reading the file whole and writing 16-bit stems as
 the shortest's (goal: at most 1.1 for sepzoo).
 
     .venv/bin/python benchmarks/separate_memory.py [--seconds 60 600] [--model hdemucs] [--demucs]
+        [--model-kwargs '{"dim": 32, "depth": 1}']
 """
 
 from __future__ import annotations
@@ -26,7 +27,16 @@ import tempfile
 import time
 from pathlib import Path
 
-MODELS = ("demucs", "hdemucs", "htdemucs", "conv_tasnet")
+MODELS = (
+    "demucs",
+    "hdemucs",
+    "htdemucs",
+    "conv_tasnet",
+    "bs_roformer",
+    "mel_band_roformer",
+    "mdx23c",
+    "scnet",
+)
 SAMPLE_RATE = 44100
 
 
@@ -48,7 +58,9 @@ def write_track(path: Path, seconds: float, block_seconds: float = 10.0) -> Path
     return path
 
 
-def prepare_models(name: str, folder: Path, with_demucs: bool) -> tuple[Path, Path | None]:
+def prepare_models(
+    name: str, folder: Path, with_demucs: bool, kwargs: dict | None = None
+) -> tuple[Path, Path | None]:
     """A sepzoo model file (and the official package it was converted from, with ``--demucs``)."""
     if with_demucs:
         sys.path.insert(0, str(Path(__file__).parent))
@@ -62,7 +74,7 @@ def prepare_models(name: str, folder: Path, with_demucs: bool) -> tuple[Path, Pa
     from sepzoo.models.files import save_model_file
 
     torch.manual_seed(0)
-    return save_model_file(create_model(name), folder / f"{name}.sepzoo", force=True), None
+    return save_model_file(create_model(name, **(kwargs or {})), folder / f"{name}.sepzoo", force=True), None
 
 
 def run_sepzoo(model: str, track: str, out: str, batch_size: int) -> dict:
@@ -118,6 +130,13 @@ def main() -> None:
     parser.add_argument(
         "--model", choices=MODELS, default="hdemucs", help="model, random weights (default: hdemucs)"
     )
+    parser.add_argument(
+        "--model-kwargs",
+        type=json.loads,
+        default={},
+        help="JSON init arguments overriding the model's defaults, e.g. a narrower network that keeps "
+        'its segment and STFT: \'{"dim": 32, "depth": 1}\' (default: {})',
+    )
     parser.add_argument("--demucs", action="store_true", help="also measure demucs's apply_model")
     parser.add_argument(
         "--batch-size", type=int, default=1, help="sepzoo chunks per forward pass (default: 1)"
@@ -139,13 +158,15 @@ def main() -> None:
     lengths = sorted(args.seconds)
     if args.demucs and args.model == "conv_tasnet":
         raise SystemExit("--demucs compares the Demucs family only: choose demucs, hdemucs or htdemucs")
+    if args.demucs and args.model_kwargs:
+        raise SystemExit("--demucs converts the official model at its defaults; drop --model-kwargs")
     print(
-        f"{args.model}, random weights; stereo 44.1 kHz; CPU, {args.threads} threads; "
-        f"sepzoo batch size {args.batch_size}"
+        f"{args.model} {json.dumps(args.model_kwargs) if args.model_kwargs else ''}, random weights; "
+        f"stereo 44.1 kHz; CPU, {args.threads} threads; sepzoo batch size {args.batch_size}"
     )
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
-        model, package = prepare_models(args.model, root, args.demucs)
+        model, package = prepare_models(args.model, root, args.demucs, args.model_kwargs)
         sides = [("sepzoo", model)] + ([("demucs", package)] if package is not None else [])
         peaks: dict[str, list[float]] = {side: [] for side, _ in sides}
         for seconds in lengths:
