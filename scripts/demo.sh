@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The built-in default, end to end on the CPU: set up, then run the toy waveform-vs-spectrogram
-# comparison (recipes/compare/toy_wave_vs_spec.yaml): generate the synthetic toy set, train six
+# comparison (recipes/compare/toy_wave_vs_spec.yaml): generate the synthetic toy set, train seven
 # toy models for two minutes each, score them and the IRM, IBM and MWF oracles on the same ten
 # test tracks, and end with the comparison table, the path of report.html and the W&B group.
 # Run it again and it reuses the finished runs and scores. Extra arguments are recipe overrides
