@@ -98,3 +98,15 @@ def test_an_eval_folder_is_locked_while_an_evaluation_writes_it(tmp_path, toy_ro
         with pytest.raises(SepzooError, match=r"eval: process \d+ is evaluating into this folder"):
             evaluate("mix", root=toy_root, out=out, subset="test", progress=False)
     assert not list(out.glob("test/*.json"))
+
+
+def test_a_key_added_later_renames_only_the_runs_that_use_it(tiny_recipe):
+    from sepzoo.training.recipe import load_recipe
+    from sepzoo.training.rundir import run_hash
+
+    resolved = load_recipe(tiny_recipe).resolved
+    assert resolved["train"]["freeze"] == []
+    without = {**resolved, "train": {k: v for k, v in resolved["train"].items() if k != "freeze"}}
+    assert run_hash(resolved, "data") == run_hash(without, "data")  # as runs written before it
+    frozen = load_recipe(tiny_recipe, ["train.freeze=[encoder.*]"]).resolved
+    assert run_hash(frozen, "data") != run_hash(resolved, "data")

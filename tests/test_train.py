@@ -307,3 +307,38 @@ def test_targets_outside_the_sources_are_refused_before_any_work(tiny_recipe):
         load_recipe(tiny_recipe, ["targets=[vocal]"])
     with pytest.raises(ConfigError, match="targets: target names must be unique"):
         load_recipe(tiny_recipe, ["targets=[bass,bass]"])
+
+
+def test_frozen_parameters_keep_their_values_while_the_rest_train(tiny_recipe, tmp_path):
+    from sepzoo.models import create_model
+    from sepzoo.models.files import save_model_file
+    from sepzoo.training.recipe import load_recipe
+
+    recipe = load_recipe(tiny_recipe)
+    torch.manual_seed(7)
+    start = create_model("conv_tasnet", **recipe.model.kwargs)
+    path = save_model_file(start, tmp_path / "start.sepzoo")
+    overrides = [f"train.init_from={path}", "train.freeze=[encoder.*, decoder.*]", "train.ema_decay=0.9"]
+    final = _final_weights(train(tiny_recipe, ["logger.name=csv", *overrides]))
+    frozen = [key for key in start.state_dict() if key.startswith(("encoder.", "decoder."))]
+    assert len(frozen) == 2
+    for key, value in start.state_dict().items():
+        if key in frozen:  # it keeps its value, and so does its average
+            torch.testing.assert_close(final[f"model.{key}"], value, rtol=0, atol=0)
+            torch.testing.assert_close(final[f"ema.{key}"], value, rtol=0, atol=0)
+        else:
+            assert not torch.equal(final[f"model.{key}"], value), f"{key} did not train"
+
+
+def test_freeze_patterns_that_match_nothing_or_everything_are_refused(tiny_recipe):
+    from sepzoo.training.recipe import load_recipe
+    from sepzoo.training.train import build_components
+
+    with pytest.raises(
+        SepzooError, match=r"train.freeze: 'encodr.\*' matches no parameter.*'encoder.conv.weight'"
+    ):
+        build_components(load_recipe(tiny_recipe, ["train.freeze=[encodr.*]"]))
+    with pytest.raises(
+        SepzooError, match=r"train.freeze: \['\*'\] match every parameter; nothing would train"
+    ):
+        build_components(load_recipe(tiny_recipe, ["train.freeze=['*']"]))

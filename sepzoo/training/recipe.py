@@ -152,6 +152,9 @@ class TrainOptions(_Section):
         init_strict: Require every tensor of ``init_from`` to fit the model; ``false`` loads the
             tensors that fit by name and shape (e.g. another list of sources) and reports the
             rest. (Default: ``True``)
+        freeze: Glob patterns (``fnmatch``) over parameter names, e.g. ``["encoder.*"]``: the
+            parameters they match keep their values; each pattern must match at least one.
+            (Default: none)
     """
 
     model_config = ConfigDict(title="the `train` section")
@@ -162,6 +165,7 @@ class TrainOptions(_Section):
     validate_every_n_steps: _Steps | None = None
     init_from: str | None = None
     init_strict: bool = True
+    freeze: tuple[str, ...] = ()
 
 
 class InferenceOptions(_Section):

@@ -96,6 +96,16 @@ def data_fingerprint(root: str | Path | None) -> str | None:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:8]
 
 
+ADDED_KEYS_AT_DEFAULT: dict[tuple[str, str], Any] = {("train", "freeze"): []}
+"""Recipe keys added after runs were first named by hash, with the default that leaves results as
+they were: at that default they are left out of the hash, so that adding a key never renames the
+runs that do not use it (``--resume`` still finds them)."""
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
 def run_hash(resolved: Mapping[str, Any], fingerprint: str | None) -> str:
     """Eight hex digits of a SHA-256 over what changes a run's results.
 
@@ -110,6 +120,10 @@ def run_hash(resolved: Mapping[str, Any], fingerprint: str | None) -> str:
         kept["trainer"] = {k: v for k, v in kept["trainer"].items() if k not in RESULT_NEUTRAL_TRAINER_KEYS}
     if isinstance(kept.get("data"), Mapping):
         kept["data"] = {k: v for k, v in kept["data"].items() if k not in LOADING_DATA_KEYS}
+    for (section, key), default in ADDED_KEYS_AT_DEFAULT.items():
+        values = kept.get(section)
+        if isinstance(values, Mapping) and key in values and _plain(values[key]) == default:
+            kept[section] = {k: v for k, v in values.items() if k != key}
     kept["data_fingerprint"] = fingerprint
     text = json.dumps(kept, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:8]

@@ -242,7 +242,8 @@ class SeparationTask(L.LightningModule):
         self.valid_mixture_nsdr.reset()
 
     def configure_optimizers(self) -> Any:
-        optimizer = self.optimizer_factory(self.model.parameters())
+        # Frozen parameters (train.freeze) stay out of the optimizer: weight decay would move them.
+        optimizer = self.optimizer_factory([p for p in self.model.parameters() if p.requires_grad])
         scheduler = self.scheduler_factory(optimizer) if self.scheduler_factory else None
         if scheduler is None:
             return optimizer

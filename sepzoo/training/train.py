@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fnmatch
 import functools
 import logging
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +85,10 @@ def build_components(recipe: Recipe) -> tuple[Any, Any]:
     model = create_model(recipe.model.name, **recipe.model.kwargs)
     if recipe.train.init_from is not None:
         _load_initial_weights(model, recipe.train.init_from, recipe.train.init_strict)
+    if recipe.train.freeze:
+        frozen = freeze_parameters(model, recipe.train.freeze, f"{recipe.path}: train.freeze")
+        total = len(list(model.parameters()))
+        log.info("train.freeze: %d of %d parameter tensors frozen", len(frozen), total)
     datamodule = DATASETS.get(recipe.data.name)(**recipe.data.kwargs)
     data_sources = list(getattr(datamodule, "sources", model.sources))
     missing = [s for s in model.sources if s not in data_sources]
@@ -105,6 +111,35 @@ def build_components(recipe: Recipe) -> tuple[Any, Any]:
         data_sources=data_sources,
     )
     return datamodule, task
+
+
+def freeze_parameters(model: Any, patterns: Sequence[str], where: str = "train.freeze") -> list[str]:
+    """Stop the parameters whose names match any of ``patterns`` from training.
+
+    Args:
+        model: The model.
+        patterns: ``fnmatch`` glob patterns over parameter names (``model.named_parameters()``).
+        where: What names the patterns in error messages. (Default: ``"train.freeze"``)
+
+    Returns:
+        The names of the frozen parameters.
+
+    Raises:
+        ConfigError: A pattern matches no parameter, or every parameter would be frozen.
+    """
+    names = [name for name, _ in model.named_parameters()]
+    for pattern in patterns:
+        if not any(fnmatch.fnmatchcase(name, pattern) for name in names):
+            example = f"; its parameters are named like {names[0]!r}" if names else ""
+            raise ConfigError(f"{where}: {pattern!r} matches no parameter of the model{example}")
+    frozen = []
+    for name, parameter in model.named_parameters():
+        if any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns):
+            parameter.requires_grad_(False)
+            frozen.append(name)
+    if len(frozen) == len(names):
+        raise ConfigError(f"{where}: {list(patterns)} match every parameter; nothing would train")
+    return frozen
 
 
 def _load_initial_weights(model: Any, source: str, strict: bool) -> None:
