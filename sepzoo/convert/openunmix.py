@@ -181,7 +181,7 @@ def convert_folder(
     if not targets:
         raise CheckpointError(f"{folder}: no <target>.json beside {SEPARATOR_FILE}")
 
-    states, hidden_sizes, max_bins = {}, set(), set()
+    states, files, hidden_sizes, max_bins = {}, {}, set(), set()
     for target in targets:
         args_path = folder / f"{target}.json"
         args = _read_json(args_path).get("args")
@@ -193,7 +193,7 @@ def convert_folder(
                 f"{separator_path}'s {n_fft} and {channels}"
             )
         hidden_sizes.add(_field(args, "hidden_size", args_path))
-        weights = _weights_file(folder, target)
+        weights = files[target] = _weights_file(folder, target)
         states[target] = _target_state(weights)
         mean = states[target].get("input_mean")
         if mean is None or mean.dim() != 1:
@@ -231,8 +231,7 @@ def convert_folder(
     for target, target_state in states.items():
         prefix = f"target_networks.{target}."
         expected = {key[len(prefix) :]: value for key, value in ours.items() if key.startswith(prefix)}
-        source = str(_weights_file(folder, target))
-        for key, value in rename_state(target_state, rename_key, expected, source).items():
+        for key, value in rename_state(target_state, rename_key, expected, str(files[target])).items():
             state[prefix + key] = value
     model.load_state_dict(state)
     return model

@@ -109,7 +109,8 @@ def count_parameters(name: str, **kwargs: Any) -> int:
             if func is torch.empty and kwargs.get("device") is None:
                 return func(*args, **{**kwargs, "device": "meta"})
             target = args[0] if args else kwargs.get("tensor")
-            is_fill = getattr(func, "__module__", None) == "torch.nn.init" or func.__name__ in _RANDOM_FILLS
+            name = getattr(func, "__name__", "")
+            is_fill = getattr(func, "__module__", None) == "torch.nn.init" or name in _RANDOM_FILLS
             if is_fill and isinstance(target, torch.Tensor) and target.is_meta:
                 return target
             return func(*args, **kwargs)

@@ -127,18 +127,16 @@ def freeze_parameters(model: Any, patterns: Sequence[str], where: str = "train.f
     Raises:
         ConfigError: A pattern matches no parameter, or every parameter would be frozen.
     """
-    names = [name for name, _ in model.named_parameters()]
+    parameters = dict(model.named_parameters())
+    frozen = [name for name in parameters if any(fnmatch.fnmatchcase(name, p) for p in patterns)]
     for pattern in patterns:
-        if not any(fnmatch.fnmatchcase(name, pattern) for name in names):
-            example = f"; its parameters are named like {names[0]!r}" if names else ""
+        if not any(fnmatch.fnmatchcase(name, pattern) for name in frozen):
+            example = f"; its parameters are named like {next(iter(parameters))!r}" if parameters else ""
             raise ConfigError(f"{where}: {pattern!r} matches no parameter of the model{example}")
-    frozen = []
-    for name, parameter in model.named_parameters():
-        if any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns):
-            parameter.requires_grad_(False)
-            frozen.append(name)
-    if len(frozen) == len(names):
+    if len(frozen) == len(parameters):
         raise ConfigError(f"{where}: {list(patterns)} match every parameter; nothing would train")
+    for name in frozen:
+        parameters[name].requires_grad_(False)
     return frozen
 
 
