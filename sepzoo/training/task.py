@@ -8,7 +8,7 @@ Nothing here asks what kind of model it holds.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -39,14 +39,18 @@ class WeightAverage:
     Args:
         module: The module whose weights are averaged.
         decay: Weight of the running average at each update (e.g. ``0.999``).
+        keys: The entries of ``module.state_dict()`` to average, e.g. only what trains: the others
+            would average to their own constant values. (Default: ``None``, every entry)
     """
 
-    def __init__(self, module: torch.nn.Module, decay: float) -> None:
+    def __init__(self, module: torch.nn.Module, decay: float, keys: Iterable[str] | None = None) -> None:
         if not 0.0 < decay < 1.0:
             raise ValueError(f"EMA decay must be in (0, 1), got {decay}")
         self.decay = decay
         self.count = 0.0  # the total weight of the updates so far: sum of decay**k
-        self.state = {k: v.detach().clone() for k, v in module.state_dict().items()}
+        state = module.state_dict()
+        kept = state.keys() if keys is None else set(keys)
+        self.state = {k: v.detach().clone() for k, v in state.items() if k in kept}
 
     @torch.no_grad()
     def update(self, module: torch.nn.Module) -> None:
@@ -57,8 +61,9 @@ class WeightAverage:
         """
         self.count = self.count * self.decay + 1.0
         weight = 1.0 / self.count
-        for key, value in module.state_dict().items():
-            shadow = self.state[key]
+        current = module.state_dict()
+        for key in list(self.state):
+            value, shadow = current[key], self.state[key]
             if shadow.device != value.device:
                 shadow = self.state[key] = shadow.to(value.device)
             if value.dtype.is_floating_point:
@@ -142,7 +147,7 @@ class SeparationTask(L.LightningModule):
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.engine = engine or InferenceOptions()
-        self.ema = WeightAverage(model, ema_decay) if ema_decay else None
+        self.ema = WeightAverage(model, ema_decay, _trained_entries(model)) if ema_decay else None
         self.audio_examples = audio_examples
         self.model_name = model_name or model.registry_name
         self.config = config or {}
@@ -223,7 +228,7 @@ class SeparationTask(L.LightningModule):
     def on_validation_epoch_start(self) -> None:
         if self.ema is not None:
             self._swapped_out = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-            self.model.load_state_dict(self.ema.state)
+            self.model.load_state_dict({**self._swapped_out, **self.ema.state})
 
     def on_validation_epoch_end(self) -> None:
         if self._swapped_out is not None:
@@ -270,6 +275,13 @@ class SeparationTask(L.LightningModule):
         if position and datamodule is not None and hasattr(datamodule, "set_position"):
             datamodule.set_position(int(position["epoch"]), int(position["samples"]))
             self._resumed_samples = int(position["samples"])
+
+
+def _trained_entries(model: torch.nn.Module) -> set[str]:
+    """The state-dict entries training changes: parameters that require gradients, and buffers."""
+    parameters = model.named_parameters(remove_duplicate=False)  # a shared tensor under each name
+    trained = {name for name, parameter in parameters if parameter.requires_grad}
+    return trained | {name for name, _ in model.named_buffers(remove_duplicate=False)}
 
 
 def _target_indices(model_sources: list[str], data_sources: list[str] | None) -> list[int] | None:
