@@ -19,6 +19,7 @@ from torch import Tensor
 from sepzoo.engine.apply import apply_model
 from sepzoo.evaluation.nsdr_metric import NSDR
 from sepzoo.models.base import Separator
+from sepzoo.models.lora import adapter_layout
 from sepzoo.training.losses import SeparationLoss
 from sepzoo.training.recipe import InferenceOptions
 
@@ -114,10 +115,12 @@ class SeparationTask(L.LightningModule):
     Args:
         model: The network to train (kept as the attribute ``model``).
         loss: A registered loss built for the model's sources.
-        optimizer: Builds the optimizer from the model's parameters.
+        optimizer: Builds the optimizer from the model's ``(name, parameter)`` pairs, frozen
+            ones included (see :func:`~sepzoo.training.optimizers.build_optimizer`).
         scheduler: Builds a Lightning ``lr_scheduler`` config from the optimizer, or ``None``.
         engine: How validation runs whole tracks through the inference engine.
-        ema_decay: Keep an exponential moving average of the weights with this decay, and
+        ema_decay: Keep an exponential moving average of what trains (the parameters that
+            require gradients, LoRA adapters included, and the buffers) with this decay, and
             validate and export with it; ``None`` turns it off. (Default: ``None``)
         audio_examples: Validation tracks whose audio and spectrograms are logged.
             (Default: ``2``)
@@ -247,8 +250,9 @@ class SeparationTask(L.LightningModule):
         self.valid_mixture_nsdr.reset()
 
     def configure_optimizers(self) -> Any:
-        # Frozen parameters (train.freeze) stay out of the optimizer: weight decay would move them.
-        optimizer = self.optimizer_factory([p for p in self.model.parameters() if p.requires_grad])
+        # By name, for the recipe's parameter groups; the frozen ones (train.freeze, train.lora)
+        # are left out there, as weight decay would move them.
+        optimizer = self.optimizer_factory(list(self.model.named_parameters()))
         scheduler = self.scheduler_factory(optimizer) if self.scheduler_factory else None
         if scheduler is None:
             return optimizer
@@ -262,6 +266,7 @@ class SeparationTask(L.LightningModule):
             "sources": list(self.model.sources),
             "sample_rate": self.model.sample_rate,
             "ema": None if self.ema is None else self.ema.checkpoint(),
+            "lora": adapter_layout(self.model),
             "data_position": {"epoch": self.current_epoch, "samples": self._samples_in_epoch},
             "config": self.config,
         }
