@@ -229,7 +229,8 @@ def restore_adapters(model: nn.Module, layout: dict[str, Any]) -> None:
 
 def merge_adapters(model: nn.Module) -> int:
     """Fold every adapter into its weight and remove it: the model computes what it computed
-    with the adapters, and its state dict has the ordinary keys again.
+    with the adapters, and its state dict has the ordinary keys again. (Another
+    parametrization of an adapted weight, if any, is folded in with it.)
 
     Args:
         model: An adapted model.
