@@ -61,3 +61,13 @@ def test_a_restored_average_continues_exactly_and_an_old_one_keeps_its_rule():
     old.restore({"decay": 0.9, "state": {"weight": torch.tensor([[10.0]]), "steps": torch.tensor(0)}}, "cpu")
     old.update(module)
     assert float(old.state["weight"]) == pytest.approx(0.9 * 10 + 0.1 * 2)
+
+
+def test_an_average_of_some_entries_leaves_the_others_out():
+    module = _module(0.0)
+    average = WeightAverage(module, decay=0.5, keys=["weight"])
+    with torch.no_grad():
+        module.weight.fill_(2.0)
+        module.steps.fill_(5)
+    average.update(module)
+    assert list(average.state) == ["weight"] and float(average.state["weight"]) == 2.0

@@ -19,8 +19,8 @@ from sepzoo.registry import Registry
 
 ENTRY_POINT_GROUP = "sepzoo.models"
 
-# Modules of this package that hold no architecture: the contract, bags, model files.
-_NOT_ARCHITECTURES = frozenset({"base", "bag", "files"})
+# Modules of this package that hold no architecture: the contract, bags, model files, adapters.
+_NOT_ARCHITECTURES = frozenset({"base", "bag", "files", "lora"})
 
 
 def _discover() -> None:

@@ -35,9 +35,12 @@ A bag of models is saved as::
 
 Training checkpoints are Lightning ``.ckpt`` files whose ``"sepzoo"`` entry is a plain dict
 with ``"format": "sepzoo.train"``, the model's ``{"name", "kwargs"}`` and, when enabled, the
-unbiased exponential moving average of the weights (``"ema": {"decay", "count", "state"}``;
-``count`` is absent in files written before the average was unbiased); the network's
-weights are the ``model.``-prefixed entries of ``"state_dict"``.
+unbiased exponential moving average of what trains (``"ema": {"decay", "count", "state"}``;
+``count`` is absent in files written before the average was unbiased, and files written before
+it averaged only what trains hold every entry) and, for a LoRA run, where its adapters are
+(``"lora": {"rank", "alpha", "weights"}``, see :mod:`sepzoo.models.lora`); the network's
+weights are the ``model.``-prefixed entries of ``"state_dict"``. Loading such a checkpoint
+(``eval``, ``separate``, ``export``, ``train.init_from``) merges the adapters into plain weights.
 """
 
 from __future__ import annotations
@@ -58,6 +61,7 @@ from sepzoo.io.audio import prepare_output
 from sepzoo.models import MODELS, get_model_class
 from sepzoo.models.bag import BagOfModels
 from sepzoo.models.base import Separator
+from sepzoo.models.lora import merge_adapters, restore_adapters
 
 MODEL_FORMAT = "sepzoo.model"
 BAG_FORMAT = "sepzoo.bag"
@@ -452,13 +456,26 @@ def training_state(content: Mapping[str, Any], path: str | Path) -> tuple[dict[s
 
 
 def _model_from_training(content: Mapping[str, Any], path: Path) -> tuple[Separator, bool]:
+    """The network of a training checkpoint, with the EMA weights where it kept them; LoRA
+    adapters (``sepzoo.lora``) are merged into plain weights."""
     spec = content["sepzoo"].get("model")
     if not isinstance(spec, Mapping) or "name" not in spec:
         raise CheckpointError(f"{path}: training checkpoint lacks 'sepzoo.model' with a 'name'")
     _check_version(TRAIN_FORMAT, content["sepzoo"].get("version"), path)
     state, used_ema = training_state(content, path)
     model = build_model(spec["name"], spec.get("kwargs", {}), path)
+    layout = content["sepzoo"].get("lora")
+    if layout is not None:
+        try:
+            restore_adapters(model, layout)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CheckpointError(f"{path}: 'sepzoo.lora' does not fit the model ({exc})") from None
     load_weights(model, state, path)
+    if layout is not None:
+        merge_adapters(model)
+        # A fresh model keeps its state dict in the usual order (merging appends each weight).
+        merged, model = model.state_dict(), build_model(spec["name"], spec.get("kwargs", {}), path)
+        model.load_state_dict(merged)
     return model, used_ema
 
 
@@ -542,6 +559,8 @@ def export_model_file(run_or_ckpt: str | Path, out: str | Path, force: bool = Fa
     ema = content["sepzoo"].get("ema")
     if used_ema and isinstance(ema.get("decay"), (int, float)):
         metadata["ema_decay"] = float(ema["decay"])
+    if content["sepzoo"].get("lora") is not None:
+        metadata["lora"] = content["sepzoo"]["lora"]  # merged: the file holds plain weights
     return save_model_file(model, out, metadata=metadata, force=force), used_ema
 
 

@@ -3,21 +3,24 @@
 ``optimizer.name`` picks a torch optimizer from :data:`OPTIMIZERS`; ``scheduler.name`` picks a
 schedule function from :data:`SCHEDULERS`. The other keys of each section are the keyword
 arguments of what the name stands for, checked against its signature when the recipe is read
-(see :mod:`sepzoo.training.recipe`).
+(see :mod:`sepzoo.training.recipe`). ``optimizer.param_groups`` gives the parameters some glob
+patterns match settings of their own (:func:`group_parameters`).
 """
 
 from __future__ import annotations
 
+import fnmatch
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 
+from sepzoo.errors import ConfigError, closest
 from sepzoo.registry import Registry
 
 if TYPE_CHECKING:
-    from sepzoo.training.recipe import NamedSpec, SchedulerSpec
+    from sepzoo.training.recipe import NamedSpec, ParamGroupSpec, SchedulerSpec
 
 OPTIMIZERS: Registry[type[torch.optim.Optimizer]] = Registry("optimizer")
 """Optimizers recipes may name in ``optimizer.name``."""
@@ -41,11 +44,83 @@ def build_optimizer(spec: NamedSpec, params: Iterable[Any]) -> torch.optim.Optim
 
     Args:
         spec: ``Recipe.optimizer``.
-        params: Parameters (or parameter groups) to optimize.
+        params: The model's ``(name, parameter)`` pairs, grouped by the recipe's
+            ``param_groups`` with the frozen ones left out (:func:`group_parameters`); or
+            parameters (or parameter groups) taken as they are.
     """
+    params = list(params)
+    if params and isinstance(params[0], tuple):
+        params = group_parameters(params, getattr(spec, "param_groups", ()))
+    return OPTIMIZERS.get(spec.name)(params, **_torch_values(spec.kwargs))
+
+
+def _torch_values(options: Mapping[str, Any]) -> dict[str, Any]:
     # Torch optimizers take their pairs (``betas``, ``etas``) as tuples; YAML only has lists.
-    kwargs = {key: tuple(value) if isinstance(value, list) else value for key, value in spec.kwargs.items()}
-    return OPTIMIZERS.get(spec.name)(params, **kwargs)
+    return {key: tuple(value) if isinstance(value, list) else value for key, value in options.items()}
+
+
+def group_parameters(
+    named: Sequence[tuple[str, torch.nn.Parameter]],
+    groups: Sequence[ParamGroupSpec],
+    where: str = "optimizer.param_groups",
+) -> list[dict[str, Any]]:
+    """Sort the trainable parameters into the recipe's parameter groups.
+
+    Each group takes the trainable parameters whose names match one of its patterns, with its
+    own settings; the trainable parameters no group takes form the last group, with the
+    optimizer's settings. Frozen parameters (``requires_grad`` false: ``train.freeze``,
+    ``train.lora``) are left out: weight decay would move them.
+
+    Args:
+        named: The model's ``(name, parameter)`` pairs (``model.named_parameters()``).
+        groups: ``Recipe.optimizer.param_groups``.
+        where: What names the groups in error messages. (Default: ``"optimizer.param_groups"``)
+
+    Returns:
+        Torch parameter groups: ``{"params": [...], **settings}`` per recipe group, in the
+        recipe's order, then the rest (when any parameter is left).
+
+    Raises:
+        ConfigError: A pattern matches no trainable parameter, or two groups match one parameter.
+    """
+    trainable = {name: parameter for name, parameter in named if parameter.requires_grad}
+    frozen = [name for name, parameter in named if not parameter.requires_grad]
+    owner: dict[str, int] = {}
+    for index, group in enumerate(groups):
+        for pattern in group.params:
+            matched = [name for name in trainable if fnmatch.fnmatchcase(name, pattern)]
+            if not matched:
+                raise ConfigError(f"{where}[{index}].params: {_no_match(pattern, list(trainable), frozen)}")
+            for name in matched:
+                first = owner.setdefault(name, index)
+                if first != index:
+                    raise ConfigError(
+                        f"{where}: parameter {name!r} is matched by groups {first} and {index}; "
+                        "a parameter belongs to one group"
+                    )
+    torch_groups = [
+        {
+            "params": [p for name, p in trainable.items() if owner.get(name) == index],
+            **_torch_values(group.options),
+        }
+        for index, group in enumerate(groups)
+    ]
+    rest = [parameter for name, parameter in trainable.items() if name not in owner]
+    if rest or not torch_groups:
+        torch_groups.append({"params": rest})
+    return torch_groups
+
+
+def _no_match(pattern: str, trainable: list[str], frozen: list[str]) -> str:
+    frozen_matches = [name for name in frozen if fnmatch.fnmatchcase(name, pattern)]
+    if frozen_matches:
+        return (
+            f"{pattern!r} matches only frozen parameters (train.freeze or train.lora), e.g. "
+            f"{frozen_matches[0]!r}; they stay out of the optimizer"
+        )
+    guesses = (closest(pattern, trainable) or trainable)[:3]
+    listed = f"; trainable parameters are named like {', '.join(map(repr, guesses))}" if guesses else ""
+    return f"{pattern!r} matches no trainable parameter{listed}"
 
 
 def build_scheduler(spec: SchedulerSpec, optimizer: torch.optim.Optimizer) -> dict[str, Any] | None:
@@ -82,10 +157,15 @@ def _warmup_cosine_lambda(
     if min_lr < 0:
         raise ValueError(f"min_lr must be non-negative, got {min_lr}")
     lambdas = []
-    for group in optimizer.param_groups:
+    for index, group in enumerate(optimizer.param_groups):
         base_lr = float(group["lr"])
         if min_lr > base_lr:
-            raise ValueError(f"min_lr ({min_lr}) is larger than the optimizer's lr ({base_lr})")
+            whose = (
+                "the optimizer's lr"
+                if base_lr == optimizer.defaults["lr"]
+                else f"the lr of parameter group {index}"
+            )
+            raise ValueError(f"min_lr ({min_lr}) is larger than {whose} ({base_lr})")
         floor = min_lr / base_lr if base_lr > 0 else 0.0
         # Each group decays towards the same absolute min_lr, so each needs its own floor.
         lambdas.append(lambda step, floor=floor: _cosine_factor(step, warmup_steps, total_steps, floor))
@@ -187,4 +267,11 @@ def plateau_schedule(
     return {"scheduler": scheduler, "monitor": monitor, "strict": False}
 
 
-__all__ = ["OPTIMIZERS", "SCHEDULERS", "SchedulerBuilder", "build_optimizer", "build_scheduler"]
+__all__ = [
+    "OPTIMIZERS",
+    "SCHEDULERS",
+    "SchedulerBuilder",
+    "build_optimizer",
+    "build_scheduler",
+    "group_parameters",
+]

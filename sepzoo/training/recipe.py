@@ -47,7 +47,7 @@ from pydantic import ConfigDict, PydanticUserError, create_model
 
 from sepzoo import DEFAULT_SOURCES
 from sepzoo.data import DATASETS
-from sepzoo.errors import SepzooError, suggestion
+from sepzoo.errors import ConfigError, SepzooError, suggestion
 from sepzoo.models import MODELS
 from sepzoo.registry import Registry
 from sepzoo.schema import StrictModel, expect, validate
@@ -135,6 +135,31 @@ class _Section(StrictModel):
     model_config = ConfigDict(frozen=True)
 
 
+_Patterns = Annotated[tuple[str, ...], expect(lambda v: len(v) > 0, "a list of at least one glob pattern")]
+
+
+class LoraOptions(_Section):
+    """The ``train.lora`` section: fine-tune low-rank adapters (LoRA) instead of the weights.
+
+    Each adapted weight ``W`` computes ``W + (alpha / rank) * B @ A`` with ``B`` starting at
+    zero, so training starts from the base model's outputs; every weight of the model keeps its
+    value and only the adapters train (see :mod:`sepzoo.models.lora`).
+
+    Args:
+        rank: Rank of each update. (Default: ``8``)
+        alpha: The update is scaled by ``alpha / rank``. (Default: ``8.0``)
+        targets: Glob patterns (``fnmatch``) over module names, e.g. ``["*.attention"]``: each
+            Linear, MultiheadAttention (query, key and value projections) and convolution they
+            match gets adapters; each pattern must match at least one.
+    """
+
+    model_config = ConfigDict(title="the `train.lora` section")
+
+    rank: _PositiveInt = 8
+    alpha: _Positive = 8.0
+    targets: _Patterns
+
+
 class TrainOptions(_Section):
     """The ``train`` section: how the training loop runs beyond what Lightning's Trainer does.
 
@@ -155,6 +180,9 @@ class TrainOptions(_Section):
         freeze: Glob patterns (``fnmatch``) over parameter names, e.g. ``["encoder.*"]``: the
             parameters they match keep their values; each pattern must match at least one.
             (Default: none)
+        lora: Train low-rank adapters on the modules it names, with every weight of the model
+            frozen (:class:`LoraOptions`); ``train.freeze`` then has nothing left to freeze and
+            is refused. Applied after ``init_from``. (Default: ``None``, off)
     """
 
     model_config = ConfigDict(title="the `train` section")
@@ -166,6 +194,7 @@ class TrainOptions(_Section):
     init_from: str | None = None
     init_strict: bool = True
     freeze: tuple[str, ...] = ()
+    lora: LoraOptions | None = None
 
 
 class InferenceOptions(_Section):
@@ -292,6 +321,34 @@ class NamedSpec:
 
 
 @dataclasses.dataclass(frozen=True)
+class ParamGroupSpec:
+    """One entry of ``optimizer.param_groups``: parameters chosen by name, with settings of their own.
+
+    Args:
+        params: Glob patterns (``fnmatch``) over parameter names.
+        options: The group's optimizer settings (``lr``, ``weight_decay``, ...); the others are
+            the optimizer's. (Default: none)
+    """
+
+    params: tuple[str, ...]
+    options: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimizerSpec(NamedSpec):
+    """An optimizer: registered name, keyword arguments and parameter groups.
+
+    Args:
+        name: A name in :data:`~sepzoo.training.optimizers.OPTIMIZERS`.
+        kwargs: Keyword arguments of the optimizer (without ``params``).
+        param_groups: Parameters with settings of their own; the rest take ``kwargs``.
+            (Default: none)
+    """
+
+    param_groups: tuple[ParamGroupSpec, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
 class SchedulerSpec(NamedSpec):
     """A learning-rate schedule: registered name, keyword arguments and stepping interval.
 
@@ -320,7 +377,7 @@ class Recipe:
         model: Registered model name and init arguments.
         data: Registered data set name and init arguments.
         loss: Registered loss name and init arguments (without ``sources``).
-        optimizer: Optimizer name and arguments (without ``params``).
+        optimizer: Optimizer name, arguments (without ``params``) and parameter groups.
         scheduler: Learning-rate schedule.
         trainer: Lightning ``Trainer`` arguments (``precision`` may be ``"auto"``).
         train: Training loop options.
@@ -340,7 +397,7 @@ class Recipe:
     model: NamedSpec
     data: NamedSpec
     loss: NamedSpec
-    optimizer: NamedSpec
+    optimizer: OptimizerSpec
     scheduler: SchedulerSpec
     trainer: dict[str, Any]
     train: TrainOptions
@@ -484,6 +541,23 @@ def _arguments_model(target: Any, title: str, named: bool, leave_out: frozenset[
 
 
 @functools.cache
+def _optimizer_model(target: Any, arguments: type[_Arguments], name: str) -> type[_Arguments]:
+    """The optimizer section's model: the optimizer's arguments and ``param_groups``, each group
+    holding ``params`` (glob patterns) and any of the optimizer's arguments."""
+    options = {
+        key: (annotation, None) for key, (annotation, _) in _parameters(target).items() if key != "params"
+    }
+    group = create_model(
+        f"{target.__name__}Group",
+        __base__=_Arguments,
+        __cls_kwargs__={"title": f"a parameter group of optimizer {name!r}"},
+        params=(_Patterns, ...),
+        **options,
+    )
+    return create_model(f"{target.__name__}Section", __base__=arguments, param_groups=(list[group], []))
+
+
+@functools.cache
 def _sections_model(**sections: type[_Arguments]) -> type[StrictModel]:
     return create_model("RecipeSections", __base__=StrictModel, **{k: (v, ...) for k, v in sections.items()})
 
@@ -594,6 +668,15 @@ class _Validator:
             sorted(config.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order))
         )
         fixed = validate(_RecipeFile, config, self.origin)
+        if fixed.train.lora is not None:
+            if fixed.train.freeze:
+                raise self.fail(
+                    "train.freeze",
+                    "train.lora freezes every weight of the model already and trains only its adapters; "
+                    "leave train.freeze out",
+                )
+            # Written with its defaults, so that leaving a default out does not change the run hash.
+            config["train"]["lora"] = fixed.train.lora.model_dump(mode="json")
         if config["targets"] is None:
             config["targets"] = list(config["sources"])
         self.check_names(config, "sources")
@@ -609,6 +692,9 @@ class _Validator:
         for section, spec in specs.items():
             interval = {"interval": spec.interval} if isinstance(spec, SchedulerSpec) else {}
             resolved[section] = {"name": spec.name, **interval, **spec.kwargs}
+            if isinstance(spec, OptimizerSpec):
+                groups = [{"params": list(group.params), **group.options} for group in spec.param_groups]
+                resolved[section]["param_groups"] = groups
         resolved.update({section: config[section] for section in ("trainer", *_FIXED_SECTIONS)})
         return Recipe(
             **{key: config[key] for key in top},
@@ -652,6 +738,8 @@ class _Validator:
             name = "" if section == "trainer" else config[section]["name"]
             target = Trainer if section == "trainer" else self.registered(section, name)
             models[section] = self.arguments_model(section, target, name, frozenset(refused))
+            if section == "optimizer":  # `param_groups` is sepzoo's, not the optimizer's argument
+                models[section] = _optimizer_model(target, models[section], name)
             given[section] = self.share_top_level(config, section, models[section])
         checked = {section: config[section] for section in models}
         if checked["trainer"].get("precision") == "auto":  # sepzoo's own value, resolved later
@@ -667,10 +755,15 @@ class _Validator:
                         f"set it once at the top level (or write `{section}.{key}: ${{{top}}}`)",
                     )
         self.check_loss_weights(config)
+        groups = tuple(
+            ParamGroupSpec(tuple(group["params"]), {k: v for k, v in group.items() if k != "params"})
+            for group in config["optimizer"].pop("param_groups", [])
+        )
         specs = {}
         for section in _REGISTRIES:
             kwargs = {k: v for k, v in config[section].items() if k != "name"}
             specs[section] = NamedSpec(config[section]["name"], kwargs)
+        specs["optimizer"] = OptimizerSpec(specs["optimizer"].name, specs["optimizer"].kwargs, groups)
         specs["scheduler"] = SchedulerSpec(specs["scheduler"].name, specs["scheduler"].kwargs, interval)
         return specs
 
@@ -720,12 +813,34 @@ class _Validator:
 
     # -- a dry run of the optimizer and scheduler, whose arguments torch checks itself
 
-    def try_build(self, optimizer: NamedSpec, scheduler: SchedulerSpec) -> None:
-        probe = [torch.nn.Parameter(torch.zeros(1))]
+    def try_build(self, optimizer: OptimizerSpec, scheduler: SchedulerSpec) -> None:
         try:
-            built = build_optimizer(optimizer, probe)
+            build_optimizer(optimizer, [torch.nn.Parameter(torch.zeros(1))])
         except (ValueError, TypeError) as exc:
             raise self.fail("optimizer", f"invalid {optimizer.name} settings: {first_line(exc)}") from None
+        # Torch checks the values of the optimizer's own arguments only; each group's are checked
+        # as if they were the optimizer's.
+        for index, group in enumerate(optimizer.param_groups):
+            settings = NamedSpec(optimizer.name, {**optimizer.kwargs, **group.options})
+            try:
+                build_optimizer(settings, [torch.nn.Parameter(torch.zeros(1))])
+            except (ValueError, TypeError) as exc:
+                raise ConfigError(
+                    f"{self.origin('optimizer.param_groups')}: optimizer.param_groups[{index}]: "
+                    f"invalid {optimizer.name} settings: {first_line(exc)}"
+                ) from None
+        # One probe parameter per group, and one for the rest: the schedule sees every group's lr.
+        probes = dataclasses.replace(
+            optimizer,
+            param_groups=tuple(
+                dataclasses.replace(group, params=(f"group{i}",))
+                for i, group in enumerate(optimizer.param_groups)
+            ),
+        )
+        named = [
+            (f"group{i}", torch.nn.Parameter(torch.zeros(1))) for i in range(len(optimizer.param_groups))
+        ]
+        built = build_optimizer(probes, [*named, ("rest", torch.nn.Parameter(torch.zeros(1)))])
         try:
             build_scheduler(scheduler, built)
         except SepzooError:
@@ -746,7 +861,10 @@ __all__ = [
     "MANAGED_TRAINER_KEYS",
     "InferenceOptions",
     "LoggerOptions",
+    "LoraOptions",
     "NamedSpec",
+    "OptimizerSpec",
+    "ParamGroupSpec",
     "Recipe",
     "RunOptions",
     "SchedulerSpec",

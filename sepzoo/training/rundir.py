@@ -96,7 +96,11 @@ def data_fingerprint(root: str | Path | None) -> str | None:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:8]
 
 
-ADDED_KEYS_AT_DEFAULT: dict[tuple[str, str], Any] = {("train", "freeze"): []}
+ADDED_KEYS_AT_DEFAULT: dict[tuple[str, str], Any] = {
+    ("train", "freeze"): [],
+    ("train", "lora"): None,
+    ("optimizer", "param_groups"): [],
+}
 """Recipe keys added after runs were first named by hash, with the default that leaves results as
 they were: at that default they are left out of the hash, so that adding a key never renames the
 runs that do not use it (``--resume`` still finds them)."""

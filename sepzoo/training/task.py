@@ -8,7 +8,7 @@ Nothing here asks what kind of model it holds.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from torch import Tensor
 from sepzoo.engine.apply import apply_model
 from sepzoo.evaluation.nsdr_metric import NSDR
 from sepzoo.models.base import Separator
+from sepzoo.models.lora import adapter_layout
 from sepzoo.training.losses import SeparationLoss
 from sepzoo.training.recipe import InferenceOptions
 
@@ -39,14 +40,18 @@ class WeightAverage:
     Args:
         module: The module whose weights are averaged.
         decay: Weight of the running average at each update (e.g. ``0.999``).
+        keys: The entries of ``module.state_dict()`` to average, e.g. only what trains: the others
+            would average to their own constant values. (Default: ``None``, every entry)
     """
 
-    def __init__(self, module: torch.nn.Module, decay: float) -> None:
+    def __init__(self, module: torch.nn.Module, decay: float, keys: Iterable[str] | None = None) -> None:
         if not 0.0 < decay < 1.0:
             raise ValueError(f"EMA decay must be in (0, 1), got {decay}")
         self.decay = decay
         self.count = 0.0  # the total weight of the updates so far: sum of decay**k
-        self.state = {k: v.detach().clone() for k, v in module.state_dict().items()}
+        state = module.state_dict()
+        kept = state.keys() if keys is None else set(keys)
+        self.state = {k: v.detach().clone() for k, v in state.items() if k in kept}
 
     @torch.no_grad()
     def update(self, module: torch.nn.Module) -> None:
@@ -57,8 +62,9 @@ class WeightAverage:
         """
         self.count = self.count * self.decay + 1.0
         weight = 1.0 / self.count
-        for key, value in module.state_dict().items():
-            shadow = self.state[key]
+        current = module.state_dict()
+        for key in list(self.state):
+            value, shadow = current[key], self.state[key]
             if shadow.device != value.device:
                 shadow = self.state[key] = shadow.to(value.device)
             if value.dtype.is_floating_point:
@@ -109,10 +115,12 @@ class SeparationTask(L.LightningModule):
     Args:
         model: The network to train (kept as the attribute ``model``).
         loss: A registered loss built for the model's sources.
-        optimizer: Builds the optimizer from the model's parameters.
+        optimizer: Builds the optimizer from the model's ``(name, parameter)`` pairs, frozen
+            ones included (see :func:`~sepzoo.training.optimizers.build_optimizer`).
         scheduler: Builds a Lightning ``lr_scheduler`` config from the optimizer, or ``None``.
         engine: How validation runs whole tracks through the inference engine.
-        ema_decay: Keep an exponential moving average of the weights with this decay, and
+        ema_decay: Keep an exponential moving average of what trains (the parameters that
+            require gradients, LoRA adapters included, and the buffers) with this decay, and
             validate and export with it; ``None`` turns it off. (Default: ``None``)
         audio_examples: Validation tracks whose audio and spectrograms are logged.
             (Default: ``2``)
@@ -142,7 +150,7 @@ class SeparationTask(L.LightningModule):
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.engine = engine or InferenceOptions()
-        self.ema = WeightAverage(model, ema_decay) if ema_decay else None
+        self.ema = WeightAverage(model, ema_decay, _trained_entries(model)) if ema_decay else None
         self.audio_examples = audio_examples
         self.model_name = model_name or model.registry_name
         self.config = config or {}
@@ -223,7 +231,7 @@ class SeparationTask(L.LightningModule):
     def on_validation_epoch_start(self) -> None:
         if self.ema is not None:
             self._swapped_out = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-            self.model.load_state_dict(self.ema.state)
+            self.model.load_state_dict({**self._swapped_out, **self.ema.state})
 
     def on_validation_epoch_end(self) -> None:
         if self._swapped_out is not None:
@@ -242,8 +250,9 @@ class SeparationTask(L.LightningModule):
         self.valid_mixture_nsdr.reset()
 
     def configure_optimizers(self) -> Any:
-        # Frozen parameters (train.freeze) stay out of the optimizer: weight decay would move them.
-        optimizer = self.optimizer_factory([p for p in self.model.parameters() if p.requires_grad])
+        # By name, for the recipe's parameter groups; the frozen ones (train.freeze, train.lora)
+        # are left out there, as weight decay would move them.
+        optimizer = self.optimizer_factory(list(self.model.named_parameters()))
         scheduler = self.scheduler_factory(optimizer) if self.scheduler_factory else None
         if scheduler is None:
             return optimizer
@@ -257,6 +266,7 @@ class SeparationTask(L.LightningModule):
             "sources": list(self.model.sources),
             "sample_rate": self.model.sample_rate,
             "ema": None if self.ema is None else self.ema.checkpoint(),
+            "lora": adapter_layout(self.model),
             "data_position": {"epoch": self.current_epoch, "samples": self._samples_in_epoch},
             "config": self.config,
         }
@@ -270,6 +280,13 @@ class SeparationTask(L.LightningModule):
         if position and datamodule is not None and hasattr(datamodule, "set_position"):
             datamodule.set_position(int(position["epoch"]), int(position["samples"]))
             self._resumed_samples = int(position["samples"])
+
+
+def _trained_entries(model: torch.nn.Module) -> set[str]:
+    """The state-dict entries training changes: parameters that require gradients, and buffers."""
+    parameters = model.named_parameters(remove_duplicate=False)  # a shared tensor under each name
+    trained = {name for name, parameter in parameters if parameter.requires_grad}
+    return trained | {name for name, _ in model.named_buffers(remove_duplicate=False)}
 
 
 def _target_indices(model_sources: list[str], data_sources: list[str] | None) -> list[int] | None:

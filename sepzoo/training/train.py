@@ -15,8 +15,8 @@ from typing import Any
 from sepzoo.errors import ConfigError
 from sepzoo.io.atomic import make_writable_folder, write_json_atomic, write_text_atomic
 from sepzoo.io.lock import folder_lock
-from sepzoo.training.optimizers import build_optimizer, build_scheduler
-from sepzoo.training.recipe import Recipe, load_recipe
+from sepzoo.training.optimizers import build_optimizer, build_scheduler, group_parameters
+from sepzoo.training.recipe import LoraOptions, Recipe, load_recipe
 from sepzoo.training.rundir import (
     CONFIG_FILE,
     DONE_MARKER,
@@ -89,6 +89,14 @@ def build_components(recipe: Recipe) -> tuple[Any, Any]:
         frozen = freeze_parameters(model, recipe.train.freeze, f"{recipe.path}: train.freeze")
         total = len(list(model.parameters()))
         log.info("train.freeze: %d of %d parameter tensors frozen", len(frozen), total)
+    if recipe.train.lora is not None:  # after init_from: the adapters go on the loaded weights
+        add_lora(model, recipe.train.lora, recipe.seed, f"{recipe.path}: train.lora.targets")
+    # The parameter groups are checked here, before anything is written, as the optimizer sees them.
+    group_parameters(
+        list(model.named_parameters()),
+        recipe.optimizer.param_groups,
+        f"{recipe.path}: optimizer.param_groups",
+    )
     datamodule = DATASETS.get(recipe.data.name)(**recipe.data.kwargs)
     data_sources = list(getattr(datamodule, "sources", model.sources))
     missing = [s for s in model.sources if s not in data_sources]
@@ -138,6 +146,40 @@ def freeze_parameters(model: Any, patterns: Sequence[str], where: str = "train.f
     for name in frozen:
         parameters[name].requires_grad_(False)
     return frozen
+
+
+def add_lora(model: Any, options: LoraOptions, seed: int, where: str = "train.lora.targets") -> list[str]:
+    """Freeze every weight of ``model`` and put trainable LoRA adapters on the modules ``options`` names.
+
+    Args:
+        model: The model (with its initial or loaded weights).
+        options: The recipe's ``train.lora``.
+        seed: Draws the adapters' random halves, so that they are a function of the recipe.
+        where: What names the targets in error messages. (Default: ``"train.lora.targets"``)
+
+    Returns:
+        The adapted weights, as ``<module>.<weight>`` names.
+
+    Raises:
+        ConfigError: A target pattern matches no module LoRA can adapt.
+    """
+    import torch
+
+    from sepzoo.models.lora import add_adapters
+
+    model.requires_grad_(False)  # the usual choice: norms, biases and the rest freeze too
+    generator = torch.Generator().manual_seed(seed)
+    adapted = add_adapters(model, options.targets, options.rank, options.alpha, generator, where)
+    trained = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    log.info(
+        "train.lora: adapters of rank %d on %d weights; %d of %d parameters train",
+        options.rank,
+        len(adapted),
+        trained,
+        total,
+    )
+    return adapted
 
 
 def _load_initial_weights(model: Any, source: str, strict: bool) -> None:
