@@ -101,9 +101,15 @@ def _eval_arguments(p: argparse.ArgumentParser) -> None:
         help="score estimates already on disk: DIR/<track>/<source>.wav or DIR/<subset>/<track>/<source>.wav",
     )
     p.add_argument(
-        "--root", required=True, help="data set root (MUSDB18, MUSDB18-HQ, toy set or stem folders)"
+        "--root",
+        required=True,
+        help="data set root (MUSDB18, MUSDB18-HQ, MoisesDB, toy sets or stem folders)",
     )
-    p.add_argument("--subset", default="test", help="subset folder to score (default: test)")
+    p.add_argument(
+        "--subset",
+        default="test",
+        help="subset folder to score; for MoisesDB, train or test of its default split (default: test)",
+    )
     _add_out(p, "output folder: OUT/<subset>/<track>.json (museval format), summary.json, table.txt")
     p.add_argument("--tracks", type=int, default=None, help="score only the first N tracks")
     _add_flags(
