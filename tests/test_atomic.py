@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from sepzoo.io.atomic import atomic_open, new_part, remove_stale_parts, write_text_atomic
+from sepzoo.io.atomic import atomic_folder, atomic_open, new_part, remove_stale_parts, write_text_atomic
 from sepzoo.io.audio import StemWriter, write_audio
 from sepzoo.models import create_model, get_model_class
 from sepzoo.models.files import save_model_file
@@ -44,6 +44,16 @@ def test_stems_model_files_and_records_follow_the_umask(tmp_path, umask_022):
     assert {path.name: _mode(path) for path in written} == {path.name: 0o644 for path in written}
     os.umask(0o077)
     assert _mode(write_text_atomic(tmp_path / "private.txt", "x\n")) == 0o600
+
+
+def test_folders_written_whole_follow_the_umask(tmp_path, umask_022):
+    with atomic_folder(tmp_path / "set") as partial:
+        (partial / "inner").mkdir()
+    assert _mode(tmp_path / "set") == 0o755 and _mode(tmp_path / "set" / "inner") == 0o755
+    os.umask(0o077)
+    with atomic_folder(tmp_path / "private"):
+        pass
+    assert _mode(tmp_path / "private") == 0o700
 
 
 def test_a_failed_write_leaves_the_old_file_and_no_part(tmp_path):

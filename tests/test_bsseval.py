@@ -160,6 +160,19 @@ def test_a_source_silent_throughout_makes_every_frame_nan(silent):
         assert got[name].shape == (4, 3) and np.isnan(got[name]).all()
 
 
+def test_a_mono_source_up_mixed_to_two_equal_channels_agrees_with_museval():
+    # Its two reference channels repeat each other, so the correlation matrix is singular (LU
+    # refuses it); the projections, and so the scores, are still what museval's least squares give.
+    references, estimates = noise_stems(2 * 44100, seed=17)
+    references[2, :, 1] = references[2, :, 0]
+    settings = museval_settings(44100, 44100)
+    assert_agrees(
+        ours(references, estimates, **SHORT_FILTERS),
+        museval_scores(references, estimates, reverse=False, **settings),
+        museval_scores(references, estimates, reverse=True, **settings),
+    )
+
+
 def test_the_torch_path_for_other_devices_gives_the_same_scores(monkeypatch):
     # Off the CPU, torch does the FFTs and factorisations that scipy does on it; run that path
     # here, where there is no GPU.

@@ -246,6 +246,24 @@ def cmd_toy_musdb(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_toy_moisesdb(args: argparse.Namespace) -> int:
+    """``sepzoo toy-moisesdb OUT --songs N --seconds S --seed K``.
+
+    Args:
+        args: Parsed arguments.
+    """
+    from sepzoo.data.toy_moisesdb import generate_toy_moisesdb
+
+    out = generate_toy_moisesdb(
+        args.out, songs=args.songs, seconds=args.seconds, seed=args.seed, force=args.force, progress=True
+    )
+    print(
+        f"wrote the toy MoisesDB set (synthetic; a smoke test of the machinery) to {out}: "
+        f"{args.songs} songs of {args.seconds:g} s"
+    )
+    return 0
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     """``sepzoo compare RECIPE [key=value ...] [-o OUT] [--force] [--no-report]``.
 

@@ -101,9 +101,15 @@ def _eval_arguments(p: argparse.ArgumentParser) -> None:
         help="score estimates already on disk: DIR/<track>/<source>.wav or DIR/<subset>/<track>/<source>.wav",
     )
     p.add_argument(
-        "--root", required=True, help="data set root (MUSDB18, MUSDB18-HQ, toy set or stem folders)"
+        "--root",
+        required=True,
+        help="data set root (MUSDB18, MUSDB18-HQ, MoisesDB, toy sets or stem folders)",
     )
-    p.add_argument("--subset", default="test", help="subset folder to score (default: test)")
+    p.add_argument(
+        "--subset",
+        default="test",
+        help="subset folder to score; for MoisesDB, train or test of its default split (default: test)",
+    )
     _add_out(p, "output folder: OUT/<subset>/<track>.json (museval format), summary.json, table.txt")
     p.add_argument("--tracks", type=int, default=None, help="score only the first N tracks")
     _add_flags(
@@ -231,6 +237,14 @@ def _toy_arguments(p: argparse.ArgumentParser) -> None:
     _add_flags(p, {"--force": "replace an existing data set"})
 
 
+def _toy_moisesdb_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("out", help="output folder")
+    p.add_argument("--songs", type=int, default=8, help="number of songs (default: 8)")
+    p.add_argument("--seconds", type=float, default=10.0, help="length of each song (default: 10)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    _add_flags(p, {"--force": "replace an existing data set"})
+
+
 def _compare_arguments(p: argparse.ArgumentParser) -> None:
     _add_recipe(p, "comparison recipe YAML", "comparison recipe overrides")
     _add_out(p, "output folder (default: the recipe's `out`)", required=False)
@@ -315,6 +329,14 @@ _COMMANDS: tuple[_Command, ...] = (
         "toy-musdb",
         help="generate the synthetic MUSDB18-HQ-style toy data set",
         arguments=_toy_arguments,
+    ),
+    _Command(
+        "toy-moisesdb",
+        help="generate a synthetic data set in MoisesDB's layout (data.json, per-instrument tracks)",
+        arguments=_toy_moisesdb_arguments,
+        description="Generate a synthetic data set in MoisesDB's layout: OUT/moisesdb_v0.1/<song id>/"
+        "data.json and <stem>/<track id>.wav, played by the toy set's instruments; some songs lack a stem. "
+        "Train on it with `data.name: moisesdb`.",
     ),
     _Command(
         "compare",

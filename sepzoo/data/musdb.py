@@ -7,9 +7,6 @@ training then reads windows of those files, so no sample ever waits for ffmpeg.
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +16,13 @@ import soundfile as sf
 from sepzoo import DEFAULT_SOURCES
 from sepzoo.data import register_dataset
 from sepzoo.data.base import StemDataModule
+from sepzoo.data.cache import cache_folder, file_stamp, is_current, write_marker
 from sepzoo.data.tracks import Track, make_track
 from sepzoo.errors import ConfigError, DataError, suggestion
 from sepzoo.io.atomic import atomic_folder
 
 MUSDB_SOURCES: tuple[str, ...] = DEFAULT_SOURCES
 STEM_SUFFIX = ".stem.mp4"
-CACHE_MARKER = ".complete.json"
 SUBSETS = ("train", "test")
 
 
@@ -145,17 +142,11 @@ class MusdbDataModule(StemDataModule):
 
     def cache_root(self) -> Path:
         """The folder MUSDB18 tracks are decoded to."""
-        if self.cache_dir is not None:
-            return self.cache_dir
-        if os.access(self.root, os.W_OK):
-            return self.root / ".sepzoo-wav-cache"
-        user_cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-        digest = hashlib.sha1(str(self.root.resolve()).encode()).hexdigest()[:12]
-        return user_cache / "sepzoo" / f"musdb-{digest}"
+        return cache_folder(self.root, self.cache_dir, ".sepzoo-wav-cache", "musdb")
 
     def _decode_subset(self, db: Any, subset: str) -> list[Track]:
         folder = self.cache_root() / subset
-        todo = [t for t in db.tracks if not _cache_is_current(folder / t.name, Path(t.path))]
+        todo = [t for t in db.tracks if not is_current(folder / t.name, file_stamp(Path(t.path)))]
         if todo:
             from tqdm.auto import tqdm
 
@@ -170,22 +161,6 @@ class MusdbDataModule(StemDataModule):
             track_folder = folder / music_track.name
             tracks.append(make_track(music_track.name, {s: track_folder / f"{s}.wav" for s in self.sources}))
         return tracks
-
-
-def _source_stamp(path: Path) -> dict[str, Any]:
-    stat = path.stat()
-    return {"source": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
-
-
-def _cache_is_current(track_folder: Path, stem_file: Path) -> bool:
-    marker = track_folder / CACHE_MARKER
-    if not marker.is_file():
-        return False
-    try:
-        recorded = json.loads(marker.read_text())
-    except (OSError, ValueError):
-        return False
-    return recorded == _source_stamp(stem_file)
 
 
 def _decode_track(music_track: Any, track_folder: Path) -> None:
@@ -204,4 +179,4 @@ def _decode_track(music_track: Any, track_folder: Path) -> None:
         for name, source in music_track.sources.items():
             audio = np.clip(stems[source.stem_id], -1.0, 1.0)
             sf.write(partial / f"{name}.wav", audio, int(music_track.rate), subtype="PCM_16")
-        (partial / CACHE_MARKER).write_text(json.dumps(_source_stamp(stem_file)))
+        write_marker(partial, file_stamp(stem_file))

@@ -25,6 +25,7 @@ models compare on real music.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -427,13 +428,33 @@ def synthesize_track(
         "other": synth_other(plan, length, rng, sample_rate),
         "vocals": synth_vocals(plan, length, rng, sample_rate),
     }
+    return render_stems(raw, plan.pans, plan.levels_db, rng)
+
+
+def render_stems(
+    raw: Mapping[str, np.ndarray],
+    pans: Mapping[str, float],
+    levels_db: Mapping[str, float],
+    rng: np.random.Generator,
+) -> dict[str, np.ndarray]:
+    """Pan, level and limit synthesized parts together and add the noise floor: int16 ``[T, 2]``.
+
+    Mono parts are panned; every part is scaled to its RMS level; all parts are scaled down
+    together when their sum would peak above :data:`PEAK_LIMIT`; each gets its own noise floor.
+
+    Args:
+        raw: Each part's audio, mono ``[T]`` or stereo ``[2, T]``, all of one length.
+        pans: Stereo position of each mono part in ``[-1, 1]``.
+        levels_db: RMS level of each part in dBFS.
+        rng: The random generator of the noise floor.
+    """
     stems = {}
     for source, audio in raw.items():
         if audio.ndim == 1:
-            gain_left, gain_right = _pan_gains(plan.pans[source])
+            gain_left, gain_right = _pan_gains(pans[source])
             audio = np.stack([audio * gain_left, audio * gain_right])
         rms = np.sqrt(np.mean(audio**2)) + 1e-12
-        stems[source] = audio * 10 ** (plan.levels_db[source] / 20) / rms
+        stems[source] = audio * 10 ** (levels_db[source] / 20) / rms
     peak = np.abs(sum(stems.values())).max()
     if peak > PEAK_LIMIT:
         stems = {source: audio * PEAK_LIMIT / peak for source, audio in stems.items()}
@@ -487,11 +508,31 @@ def generate_toy_musdb(
     """
     if tracks < 1 or test_tracks < 0:
         raise SepzooError(f"--tracks must be >= 1 and --test-tracks >= 0, got {tracks} and {test_tracks}")
+    out = Path(out)
+    with staged_data_set(out, seconds, seed, force) as staging:
+        _write_set(staging, {"train": tracks, "test": test_tracks}, seconds, seed, progress)
+        _write_marker(staging, tracks, test_tracks, seconds, seed)
+    return out
+
+
+@contextlib.contextmanager
+def staged_data_set(out: Path, seconds: float, seed: int, force: bool) -> Iterator[Path]:
+    """Check a toy generator's options and give a temporary folder that becomes ``out`` on success.
+
+    Args:
+        out: The data set folder to create.
+        seconds: Length of every track (0.5 to 3600).
+        seed: Seed of every random choice (>= 0).
+        force: Replace an existing ``out``.
+
+    Raises:
+        OutputExistsError: ``out`` exists and ``force`` is False.
+        SepzooError: ``seconds`` or ``seed`` is out of range, or ``out`` cannot be created.
+    """
     if not 0.5 <= seconds <= 3600:
         raise SepzooError(f"--seconds must be between 0.5 and 3600, got {seconds}")
     if seed < 0:
         raise SepzooError(f"--seed must be >= 0, got {seed}")
-    out = Path(out)
     if out.exists() and not force:
         raise OutputExistsError(f"{out}: already exists; pass --force to replace it")
     with contextlib.ExitStack() as stack:
@@ -500,9 +541,7 @@ def generate_toy_musdb(
             staging = stack.enter_context(atomic_folder(out))
         except OSError as exc:
             raise SepzooError(f"{out}: cannot create the data set folder ({exc.strerror})") from None
-        _write_set(staging, {"train": tracks, "test": test_tracks}, seconds, seed, progress)
-        _write_marker(staging, tracks, test_tracks, seconds, seed)
-    return out
+        yield staging
 
 
 def _write_set(folder: Path, counts: dict[str, int], seconds: float, seed: int, progress: bool) -> None:
@@ -539,6 +578,8 @@ __all__ = [
     "TrackPlan",
     "generate_toy_musdb",
     "plan_track",
+    "render_stems",
+    "staged_data_set",
     "synthesize_track",
     "track_name",
 ]

@@ -27,7 +27,8 @@ _RESAMPLE_MARGIN = 256
 
 @dataclass(frozen=True)
 class Track:
-    """One multi-stem track: a file per source, all of the same rate and length.
+    """One multi-stem track: a file per source, all of the same rate and length, and the sources
+    it lacks, which read as silence.
 
     Args:
         name: Track name (its folder name, e.g. ``"Artist - Title"``).
@@ -35,6 +36,8 @@ class Track:
         sample_rate: Sample rate of the files in Hz.
         frames: Length of every file in frames, at ``sample_rate``.
         channels: Largest channel count among the files (1 or 2).
+        silent: Sources the track has no file for because it lacks them (e.g. a MoisesDB song
+            without piano); they read as zeros. (Default: none)
     """
 
     name: str
@@ -42,6 +45,7 @@ class Track:
     sample_rate: int
     frames: int
     channels: int
+    silent: frozenset[str] = frozenset()
 
     @property
     def seconds(self) -> float:
@@ -59,12 +63,13 @@ class Track:
         return self.frames * sample_rate // self.sample_rate
 
 
-def make_track(name: str, files: Mapping[str, str | Path]) -> Track:
+def make_track(name: str, files: Mapping[str, str | Path], silent: Iterable[str] = ()) -> Track:
     """Build a :class:`Track` from its files, checking that they agree.
 
     Args:
         name: Track name used in error messages.
         files: The file of each source.
+        silent: Sources the track lacks, read as silence. (Default: none)
 
     Raises:
         DataError: A file is missing or unreadable, has more than two channels, or differs from
@@ -72,6 +77,10 @@ def make_track(name: str, files: Mapping[str, str | Path]) -> Track:
     """
     if not files:
         raise DataError(f"track {name!r}: no source files")
+    silent = frozenset(silent)
+    both = sorted(silent & set(files))
+    if both:
+        raise ValueError(f"track {name!r}: sources {both} have a file and are also called silent")
     infos = {source: audio_info(path) for source, path in files.items()}
     first = next(iter(infos.values()))
     for info in infos.values():
@@ -97,6 +106,7 @@ def make_track(name: str, files: Mapping[str, str | Path]) -> Track:
         sample_rate=first.sample_rate,
         frames=first.frames,
         channels=max(info.channels for info in infos.values()),
+        silent=silent,
     )
 
 
@@ -166,7 +176,7 @@ def read_stems(
 
     Only the window is read from disk. A track at another rate is read at its own rate around
     the window, resampled, and cut to exactly ``frames``; a window running past the end of the
-    track is zero-padded; mono files are up-mixed.
+    track is zero-padded; mono files are up-mixed; a source the track lacks is zeros.
 
     Args:
         track: The track.
@@ -178,11 +188,13 @@ def read_stems(
     """
     if start < 0 or frames < 0:
         raise ValueError(f"start and frames must be >= 0, got start={start}, frames={frames}")
-    missing = [s for s in sources if s not in track.files]
+    missing = [s for s in sources if s not in track.files and s not in track.silent]
     if missing:
         raise DataError(f"track {track.name!r}: has no file for source(s) {missing}")
     stems = [
-        _read_window(track.files[source], track.sample_rate, start, frames, sample_rate, channels)
+        torch.zeros(channels, frames)
+        if source in track.silent
+        else _read_window(track.files[source], track.sample_rate, start, frames, sample_rate, channels)
         for source in sources
     ]
     return torch.stack(stems)

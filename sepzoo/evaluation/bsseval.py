@@ -44,6 +44,9 @@ from torch import Tensor
 
 EPS = float(torch.finfo(torch.float64).eps)
 """Ridge added to the correlation matrices before solving for the filters (museval's)."""
+SINGULAR_LOADING = 1e-10
+"""Added to the diagonal of a singular correlation matrix, relative to its largest entry, before
+solving it again (see :func:`_solve`)."""
 
 # Step sizes, measured on 3-minute tracks of four stereo sources: large enough for the matrix
 # products to be efficient, small enough for each step's arrays to stay in cache (the
@@ -190,20 +193,40 @@ def _solve(gram: Tensor, right: Tensor) -> Tensor:
     """``gram^-1 right`` for the symmetric positive (semi-)definite ``gram``: by Cholesky, which
     serves every right-hand side at once, or by LU where the factorisation fails.
 
+    A singular ``gram`` comes from references that repeat one another, such as a mono source
+    up-mixed to two equal channels. Every solution of the normal equations then gives the same
+    projections (they differ by filters that the references map to zero), so where LU finds
+    ``gram`` singular a solution with a slightly loaded diagonal is taken; museval takes the
+    least-squares one.
+
     On the CPU, LAPACK is called directly: the matrix is symmetric, so its row-major storage is
     also the column-major matrix LAPACK expects, and torch's reordering copy of the matrix and
     its clearing of the factor's other triangle, which together cost as much as the
     factorisation, are spared.
     """
+    solution = _cholesky_solve(gram, right)
+    if solution is not None:
+        return solution
+    try:
+        return torch.linalg.solve(gram, right)
+    except torch.linalg.LinAlgError:
+        load = SINGULAR_LOADING * gram.diagonal().max()
+        loaded = gram + load * torch.eye(len(gram), dtype=gram.dtype, device=gram.device)
+        solution = _cholesky_solve(loaded, right)
+        if solution is None:  # on the CPU: CUDA's least squares needs a full-rank matrix
+            solution = torch.linalg.lstsq(loaded.cpu(), right.cpu()).solution.to(gram.device)
+        return solution
+
+
+def _cholesky_solve(gram: Tensor, right: Tensor) -> Tensor | None:
+    """``gram^-1 right`` by Cholesky, or ``None`` where ``gram`` is not positive definite."""
     if _on_cpu(gram):
         factor, info = scipy.linalg.lapack.dpotrf(gram.numpy().T, lower=1, clean=0)
         if info == 0:
             return torch.from_numpy(scipy.linalg.lapack.dpotrs(factor, right.numpy(), lower=1)[0])
-    else:
-        factor, info = torch.linalg.cholesky_ex(gram)
-        if int(info) == 0:
-            return torch.cholesky_solve(right, factor)
-    return torch.linalg.solve(gram, right)
+        return None
+    factor, info = torch.linalg.cholesky_ex(gram)
+    return torch.cholesky_solve(right, factor) if int(info) == 0 else None
 
 
 def _distortion_filters(references: Tensor, estimates: Tensor, filters_len: int) -> tuple[Tensor, Tensor]:

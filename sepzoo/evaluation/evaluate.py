@@ -39,18 +39,24 @@ ESTIMATES_FOLDER = "estimates"
 
 
 def find_tracks(root: Path, subset: str, sources: list[str]) -> list[Any]:
-    """The tracks of ``root/subset``: stem folders (MUSDB18-HQ, toy set) or MUSDB18 ``.stem.mp4`` files.
+    """The tracks of ``root/subset``: stem folders (MUSDB18-HQ, toy set) or MUSDB18 ``.stem.mp4``
+    files; for a MoisesDB root, the songs of its default split and mapping (``train`` or ``test``).
 
     Args:
         root: The data set root.
         subset: The subset folder (e.g. ``"test"``).
         sources: The stems needed.
     """
+    from sepzoo.data.moisesdb_songs import is_moisesdb_root
     from sepzoo.data.tracks import scan_stem_folder
 
     folder = root / subset
     if not root.is_dir():
         raise DataError(f"{root}: data set root does not exist")
+    if is_moisesdb_root(root):
+        from sepzoo.data.moisesdb import MoisesDbDataModule
+
+        return MoisesDbDataModule(root=str(root), sources=sources).subset_tracks(subset)
     if not folder.is_dir():
         raise DataError(f"{folder}: no '{subset}' subset folder in the data set root")
     if any(folder.glob("*.stem.mp4")):
@@ -76,13 +82,16 @@ def mixture_sources(model_sources: list[str]) -> list[str]:
 
 
 def is_toy_dataset(root: Path) -> bool:
-    """True for a data set written by ``sepzoo toy-musdb``.
+    """True for a data set written by ``sepzoo toy-musdb`` or ``sepzoo toy-moisesdb``.
 
     Args:
         root: The data set root.
     """
     marker = root / TOY_MARKER
-    return marker.is_file() and "toy-musdb" in marker.read_text(errors="replace")
+    if not marker.is_file():
+        return False
+    text = marker.read_text(errors="replace")
+    return "toy-musdb" in text or "toy-moisesdb" in text
 
 
 class EstimatesDir:

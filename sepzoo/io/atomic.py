@@ -32,12 +32,21 @@ _UMASK_LOCK = threading.Lock()
 _PART_NAME = re.compile(r"^\.(?P<name>.+)\.(?P<host>[^.]*)-(?P<pid>\d+)\.[^.]+\.part$")
 
 
-def file_mode() -> int:
-    """The permission bits ``open()`` gives a new file under the current umask (0644 under 022)."""
+def _umask() -> int:
     with _UMASK_LOCK:  # reading the umask means setting it: keep other threads out meanwhile
         umask = os.umask(0o022)
         os.umask(umask)
-    return 0o666 & ~umask
+    return umask
+
+
+def file_mode() -> int:
+    """The permission bits ``open()`` gives a new file under the current umask (0644 under 022)."""
+    return 0o666 & ~_umask()
+
+
+def folder_mode() -> int:
+    """The permission bits ``mkdir`` gives a new folder under the current umask (0755 under 022)."""
+    return 0o777 & ~_umask()
 
 
 def _host() -> str:
@@ -251,7 +260,8 @@ def atomic_folder(path: str | Path) -> Iterator[Path]:
 
     The folder is named ``.<name>.<random>.partial``, so an interrupted writer leaves nothing
     that looks finished. On success an existing ``path`` is removed and the folder renamed into
-    its place; on any error the folder is removed and ``path`` is left as it was.
+    its place, with the mode the umask gives a new folder; on any error the folder is removed
+    and ``path`` is left as it was.
 
     Args:
         path: The destination folder; its parent must exist.
@@ -262,6 +272,7 @@ def atomic_folder(path: str | Path) -> Iterator[Path]:
     path = Path(path)
     part = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
     try:
+        os.chmod(part, folder_mode())  # mkdtemp makes it private; the finished folder is not
         yield part
         if path.exists():
             shutil.rmtree(path)
@@ -278,6 +289,7 @@ __all__ = [
     "atomic_path",
     "commit_part",
     "file_mode",
+    "folder_mode",
     "make_writable_folder",
     "new_part",
     "remove_stale_parts",
