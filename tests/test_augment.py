@@ -24,7 +24,7 @@ from sepzoo.data.augment import (
     random_stream,
 )
 from sepzoo.data.base import ADDED_AUGMENT_KEYS, SegmentDataset, StemDataModule
-from sepzoo.data.codecs import CODECS, codec_round_trip
+from sepzoo.data.codecs import CODECS, codec_round_trip, codec_round_trips
 from sepzoo.data.effects import EFFECTS
 from sepzoo.data.musdb import MusdbDataModule
 from sepzoo.data.samplers import EpochSampler
@@ -203,6 +203,13 @@ def test_a_codec_round_trip_is_aligned_same_length_and_degraded(codec, kbps):
     assert mono.shape == (1, audio.shape[1]) and lag(mono[0].numpy(), audio[0].numpy()) == 0
     error = float((out - audio).pow(2).mean() / audio.pow(2).mean())
     assert 1e-6 < error < 0.5, f"{codec} at {kbps} kbps: relative error {error}"
+
+
+def test_several_signals_in_one_ffmpeg_run_come_out_as_each_alone():
+    jobs = [(music(seed=0), "mp3", 96), (music(seed=1)[:1], "opus", 300), (2 * music(seed=2), "aac", 64)]
+    together = codec_round_trips(jobs, RATE)
+    for (audio, codec, kbps), out in zip(jobs, together):
+        assert torch.equal(out, codec_round_trip(audio, codec, kbps, RATE))
 
 
 def test_a_codec_round_trip_keeps_levels_above_full_scale():

@@ -28,7 +28,13 @@ import soundfile as sf
 import torch
 from torch import Tensor
 
-from sepzoo.data.codecs import BITRATE_RANGE, check_codec_names, check_codecs, codec_round_trip
+from sepzoo.data.codecs import (
+    BITRATE_RANGE,
+    check_codec_names,
+    check_codecs,
+    codec_round_trip,
+    codec_round_trips,
+)
 from sepzoo.data.effects import EFFECTS
 from sepzoo.errors import ConfigError, DataError, suggestion
 
@@ -514,11 +520,11 @@ def degrade_stems(
         rng: The random generator.
         sample_rate: The rate of the stems.
     """
-    chosen = rng.random(stems.shape[0]) < config.codec
+    chosen = np.flatnonzero(rng.random(stems.shape[0]) < config.codec)
+    jobs = [(stems[index], *draw_codec(config, rng)) for index in chosen]
     out = list(stems)
-    for index in np.flatnonzero(chosen):
-        name, kbps = draw_codec(config, rng)
-        out[index] = codec_round_trip(stems[index], name, kbps, sample_rate)
+    for index, degraded in zip(chosen, codec_round_trips(jobs, sample_rate)):
+        out[index] = degraded
     return torch.stack(out)
 
 

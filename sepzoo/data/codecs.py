@@ -21,6 +21,7 @@ import functools
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -121,9 +122,6 @@ def check_codec_names(formats: list[str] | tuple[str, ...], key: str) -> tuple[s
 def codec_round_trip(audio: Tensor, codec: str, kbps: int, sample_rate: int) -> Tensor:
     """Encode ``audio`` with a lossy codec and decode it again, aligned and of the same length.
 
-    Audio peaking above 1 is scaled down before encoding and back up after, so no encoder
-    clips it.
-
     Args:
         audio: ``[C, T]`` audio.
         codec: A key of :data:`CODECS`.
@@ -136,33 +134,104 @@ def codec_round_trip(audio: Tensor, codec: str, kbps: int, sample_rate: int) -> 
     Raises:
         DataError: ffmpeg failed.
     """
+    return codec_round_trips([(audio, codec, kbps)], sample_rate)[0]
+
+
+@dataclass(frozen=True)
+class _Job:
+    """One signal of :func:`codec_round_trips`: its shape, level, codec and files."""
+
+    channels: int
+    frames: int
+    scale: float
+    codec: str
+    kbps: int
+    raw: Path
+    coded: Path
+    decoded: Path
+
+    def encoder_arguments(self, number: int) -> list[str]:
+        spec = CODECS[self.codec]
+        rate = ["-ar", str(spec.sample_rate)] if spec.sample_rate else []
+        options = ["-c:a", spec.encoder, *spec.options, "-b:a", f"{self.kbps}k"]
+        return ["-map", f"{number}:a", *rate, *options, str(self.coded)]
+
+
+def codec_round_trips(jobs: Sequence[tuple[Tensor, str, int]], sample_rate: int) -> list[Tensor]:
+    """:func:`codec_round_trip` for several signals at once: one ffmpeg run encodes them all and
+    one decodes them, as starting ffmpeg costs more than coding a few seconds of audio.
+
+    Audio peaking above 1 is scaled down before encoding and back up after, so no encoder
+    clips it.
+
+    Args:
+        jobs: ``(audio [C, T], codec, kbps)`` for each signal.
+        sample_rate: The rate of the audio.
+
+    Returns:
+        The decoded audio of each job, float32 ``[C, T]``.
+
+    Raises:
+        DataError: ffmpeg failed.
+    """
+    if not jobs:
+        return []
+    with tempfile.TemporaryDirectory(prefix="sepzoo-codec-") as folder:
+        planned = [_plan(Path(folder), number, *job) for number, job in enumerate(jobs)]
+        described = ", ".join(f"{job.codec} at {job.kbps} kbps" for job in planned)
+        inputs = [arg for job in planned for arg in [*_pcm(job, sample_rate), "-i", str(job.raw)]]
+        outputs = [arg for number, job in enumerate(planned) for arg in job.encoder_arguments(number)]
+        _ffmpeg([*inputs, *outputs], f"encode {described}")
+        inputs = [arg for job in planned for arg in ["-i", str(job.coded)]]
+        outputs = [
+            arg
+            for number, job in enumerate(planned)
+            for arg in ["-map", f"{number}:a", *_pcm(job, sample_rate), str(job.decoded)]
+        ]
+        _ffmpeg([*inputs, *outputs], f"decode {described}")
+        return [_read_decoded(job) for job in planned]
+
+
+def _plan(folder: Path, number: int, audio: Tensor, codec: str, kbps: int) -> _Job:
+    """Write one signal for the encoder (scaled to peak at most 1) and name its files."""
     spec = CODECS[codec]
     channels, frames = audio.shape
     if spec.max_kbps_per_channel is not None:
         kbps = min(kbps, spec.max_kbps_per_channel * channels)
     samples = audio.detach().cpu().numpy().astype(np.float32)
-    peak = float(np.abs(samples).max()) if samples.size else 0.0
-    scale = max(peak, 1.0)
-    raw = np.ascontiguousarray((samples / scale).T).tobytes()  # interleaved f32le
-    pcm = ["-f", "f32le", "-ar", str(sample_rate), "-ac", str(channels)]
-    with tempfile.TemporaryDirectory(prefix="sepzoo-codec-") as folder:
-        encoded = str(Path(folder) / f"coded{spec.suffix}")
-        rate = ["-ar", str(spec.sample_rate)] if spec.sample_rate else []
-        encoder = ["-c:a", spec.encoder, *spec.options, "-b:a", f"{kbps}k"]
-        _ffmpeg([*pcm, "-i", "pipe:0", *rate, *encoder, encoded], raw, f"encode {codec} at {kbps} kbps")
-        decoded = _ffmpeg(["-i", encoded, *pcm, "pipe:1"], b"", f"decode {codec}")
-    out = np.frombuffer(decoded, dtype=np.float32).reshape(-1, channels).T * scale
-    out = out[:, :frames]
-    if out.shape[1] < frames:
-        out = np.pad(out, ((0, 0), (0, frames - out.shape[1])))
-    return torch.from_numpy(np.ascontiguousarray(out, dtype=np.float32))
+    scale = max(float(np.abs(samples).max()) if samples.size else 0.0, 1.0)
+    job = _Job(
+        channels,
+        frames,
+        scale,
+        codec,
+        kbps,
+        folder / f"{number}.raw",
+        folder / f"{number}{spec.suffix}",
+        folder / f"{number}.decoded.raw",
+    )
+    job.raw.write_bytes(np.ascontiguousarray((samples / scale).T).tobytes())  # interleaved f32le
+    return job
 
 
-def _ffmpeg(arguments: list[str], stdin: bytes, what: str) -> bytes:
-    command = [FFMPEG, "-hide_banner", "-loglevel", "error", "-nostats", *arguments]
-    done = subprocess.run(command, input=stdin, capture_output=True)
+def _pcm(job: _Job, sample_rate: int) -> list[str]:
+    return ["-f", "f32le", "-ar", str(sample_rate), "-ac", str(job.channels)]
+
+
+def _read_decoded(job: _Job) -> Tensor:
+    """The decoded signal at its input's length (the end padding cut, a short one padded) and
+    level."""
+    decoded = np.fromfile(job.decoded, dtype=np.float32).reshape(-1, job.channels).T * job.scale
+    decoded = decoded[:, : job.frames]
+    if decoded.shape[1] < job.frames:
+        decoded = np.pad(decoded, ((0, 0), (0, job.frames - decoded.shape[1])))
+    return torch.from_numpy(np.ascontiguousarray(decoded, dtype=np.float32))
+
+
+def _ffmpeg(arguments: list[str], what: str) -> None:
+    command = [FFMPEG, "-hide_banner", "-loglevel", "error", "-nostats", "-nostdin", *arguments]
+    done = subprocess.run(command, capture_output=True)
     if done.returncode != 0:
         lines = done.stderr.decode(errors="replace").strip().splitlines()
         reason = lines[-1] if lines else f"exit status {done.returncode}"
         raise DataError(f"{FFMPEG} failed to {what}: {reason}")
-    return done.stdout
