@@ -82,11 +82,6 @@ class AugmentConfig:
         channel_swap: Swap left and right channels of each source with probability 1/2.
             (Default: ``True``)
         sign_flip: Negate each source with probability 1/2. (Default: ``True``)
-        polarity: Negate each source with this probability. ``sign_flip`` is the same draw
-            at 1/2 (``sign_flip=True`` gives exactly what ``polarity=0.5`` gives), so another
-            probability needs ``sign_flip=False``; setting both is refused. (Default: ``0.0``)
-        channel_shuffle: Swap left and right of each source with this probability; it stands
-            to ``channel_swap`` as ``polarity`` to ``sign_flip``. (Default: ``0.0``)
         scale: ``(low, high)``: multiply each source by a gain drawn uniformly in this range;
             ``None`` disables it. (Default: ``(0.25, 1.25)``)
         remix: Take each source from an independently drawn track and offset, making mixtures
@@ -99,13 +94,16 @@ class AugmentConfig:
         max_tempo: Largest tempo change in percent. (Default: ``12.0``)
         tempo_std: Standard deviation in percent of the normally distributed tempo change,
             clipped to ``max_tempo``. (Default: ``5.0``)
+        polarity: Negate each source with this probability. ``sign_flip`` is the same draw
+            at 1/2 (``sign_flip=True`` gives exactly what ``polarity=0.5`` gives), so another
+            probability needs ``sign_flip=False``; setting both is refused. (Default: ``0.0``)
+        channel_shuffle: Swap left and right of each source with this probability; it stands
+            to ``channel_swap`` as ``polarity`` to ``sign_flip``. (Default: ``0.0``)
     """
 
     shift: float = 1.0
     channel_swap: bool = True
     sign_flip: bool = True
-    polarity: float = 0.0
-    channel_shuffle: float = 0.0
     scale: tuple[float, float] | None = (0.25, 1.25)
     remix: bool = True
     pitch_tempo: bool = False
@@ -113,6 +111,8 @@ class AugmentConfig:
     max_pitch: int = 2
     max_tempo: float = 12.0
     tempo_std: float = 5.0
+    polarity: float = 0.0
+    channel_shuffle: float = 0.0
 
     def __post_init__(self) -> None:
         if self.shift < 0:
@@ -333,6 +333,9 @@ def change_pitch_tempo(
 EFFECT_KEYS: tuple[str, ...] = tuple(EFFECTS)
 """The recipe keys of the studio effects, in the order they are applied."""
 
+PROBABILITY_KEYS: tuple[str, ...] = ("loudness", "mixup", *EFFECT_KEYS, "codec", "mixture_codec")
+"""The probabilities of :class:`ProductionAugmentConfig`."""
+
 
 @dataclass(frozen=True)
 class ProductionAugmentConfig:
@@ -393,7 +396,7 @@ class ProductionAugmentConfig:
     codec_bitrate: tuple[int, int] = (32, 320)
 
     def __post_init__(self) -> None:
-        for key in ("loudness", "mixup", *EFFECT_KEYS, "codec", "mixture_codec"):
+        for key in PROBABILITY_KEYS:
             object.__setattr__(self, key, _probability(key, getattr(self, key)))
         for key in ("loudness_db", "mixup_db"):
             low, high = _range(key, getattr(self, key))
@@ -409,8 +412,7 @@ class ProductionAugmentConfig:
     @property
     def enabled(self) -> bool:
         """Whether any of these augmentations can happen."""
-        keys = ("loudness", "mixup", *EFFECT_KEYS, "codec", "mixture_codec")
-        return any(getattr(self, key) > 0 for key in keys)
+        return any(getattr(self, key) > 0 for key in PROBABILITY_KEYS)
 
     def check_sources(self, sources: list[str]) -> None:
         """Raise :class:`ConfigError` when ``effect_sources`` names a source the data lack.
@@ -482,7 +484,7 @@ def apply_effects(
         sample_rate: The rate of the stems.
         sources: The names of the stems, in order.
     """
-    if not any(getattr(config, key) > 0 for key in EFFECTS):
+    if not any(getattr(config, key) > 0 for key in EFFECT_KEYS):
         return stems
     audio = [stem.numpy() for stem in stems]
     for key, effect in EFFECTS.items():

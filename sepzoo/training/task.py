@@ -1,9 +1,9 @@
 """The one training task: a thin, model-agnostic LightningModule.
 
 It trains any registered separator: the mixture is the sum of the sampled stems (or the mixture
-the data set made, when a batch carries one), the loss is
-chosen by registered name, and validation runs whole tracks through the shared inference
-engine (:func:`sepzoo.engine.apply.apply_model`), scoring each track once with the nSDR metric.
+the data set made, when a batch carries one), the loss is chosen by registered name, and
+validation runs whole tracks through the shared inference engine
+(:func:`sepzoo.engine.apply.apply_model`), scoring each track once with the nSDR metric.
 Nothing here asks what kind of model it holds.
 """
 
