@@ -16,8 +16,16 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from sepzoo.data.augment import AugmentConfig, augment_stems
-from sepzoo.data.samplers import PADDING_INDEX, EpochSampler, ShardedEvalSampler
+from sepzoo.data.augment import (
+    AugmentConfig,
+    ProductionAugmentConfig,
+    augment_production,
+    augment_stems,
+    db_to_gain,
+    degrade_mixture,
+    random_stream,
+)
+from sepzoo.data.samplers import PADDING_INDEX, EpochSampler, SegmentBatchSampler, ShardedEvalSampler
 from sepzoo.data.tracks import Track, read_stems
 from sepzoo.errors import ConfigError, DataError, suggestion
 
@@ -25,6 +33,9 @@ VALID_CHOICES: tuple[str, ...] = ("auto", "official", "train-tail", "test", "non
 
 NO_AUGMENT = AugmentConfig(shift=0.0, channel_swap=False, sign_flip=False, scale=None, remix=False)
 """An :class:`AugmentConfig` with every augmentation off."""
+
+NO_PRODUCTION = ProductionAugmentConfig()
+"""A :class:`ProductionAugmentConfig` with every augmentation off (its defaults)."""
 
 
 class SegmentDataset(Dataset):
@@ -34,9 +45,16 @@ class SegmentDataset(Dataset):
     only that window and augments it. With ``augment.remix`` each source comes from its own
     track and offset. Tracks shorter than a segment are zero-padded at the end.
 
-    Items are addressed by ``index`` (in the epoch set with :meth:`set_epoch`) or by an
-    ``(epoch, index)`` pair, as yielded by :class:`EpochSampler` with ``tag_epoch=True``; the
-    pair form keeps worker processes right without telling them the epoch.
+    Items are addressed by ``index`` (in the epoch set with :meth:`set_epoch`), by an
+    ``(epoch, index)`` pair, as yielded by :class:`EpochSampler` with ``tag_epoch=True`` (the
+    pair form keeps worker processes right without telling them the epoch), or by an
+    ``(epoch, index, frames)`` triple, as :class:`SegmentBatchSampler` yields to give a batch a
+    shorter length: the item is then the first ``frames`` of the augmented segment, before the
+    augmentations of ``production``.
+
+    An item is a tensor ``[S, C, T]``, whose sum over sources the model hears. With
+    ``production.mixture_codec`` above 0 it is a pair ``(stems, mixture)`` instead, the mixture
+    ``[C, T]`` the sum of the stems, degraded by a codec with that probability.
 
     Args:
         tracks: The training tracks.
@@ -47,6 +65,8 @@ class SegmentDataset(Dataset):
         samples_per_epoch: Number of items in an epoch.
         seed: Seed of every random draw. (Default: ``0``)
         augment: The augmentations; ``None`` applies none. (Default: ``None``)
+        production: The augmentations of the MSST set; ``None`` applies none.
+            (Default: ``None``)
     """
 
     def __init__(
@@ -59,6 +79,7 @@ class SegmentDataset(Dataset):
         samples_per_epoch: int,
         seed: int = 0,
         augment: AugmentConfig | None = None,
+        production: ProductionAugmentConfig | None = None,
     ) -> None:
         if not tracks:
             raise DataError("no training tracks")
@@ -75,6 +96,7 @@ class SegmentDataset(Dataset):
         self.samples_per_epoch = samples_per_epoch
         self.seed = seed
         self.augment = augment if augment is not None else NO_AUGMENT
+        self.production = production if production is not None else NO_PRODUCTION
         self.window_frames = self.augment.window_frames(segment_frames, sample_rate)
         lengths = np.array([max(1, t.frames_at(sample_rate)) for t in self.tracks], dtype=np.float64)
         self.track_weights = lengths / lengths.sum()
@@ -92,22 +114,47 @@ class SegmentDataset(Dataset):
     def __len__(self) -> int:
         return self.samples_per_epoch
 
-    def __getitem__(self, key: int | tuple[int, int]) -> Tensor:
+    def __getitem__(self, key: int | tuple[int, ...]) -> Tensor | tuple[Tensor, Tensor]:
+        frames = None
         if isinstance(key, (tuple, list)):
             epoch, index = int(key[0]), int(key[1])
+            frames = int(key[2]) if len(key) > 2 else None
         else:
             epoch, index = self.epoch, int(key)
         if not 0 <= index < self.samples_per_epoch:
             raise IndexError(f"index {index} out of range for an epoch of {self.samples_per_epoch}")
-        return self.item(epoch, index)
+        return self.item(epoch, index, frames)
 
-    def item(self, epoch: int, index: int) -> Tensor:
-        """Segment ``index`` of ``epoch``, float32 ``[S, C, segment_frames]``.
+    def item(self, epoch: int, index: int, frames: int | None = None) -> Tensor | tuple[Tensor, Tensor]:
+        """Segment ``index`` of ``epoch``, float32 ``[S, C, frames]`` (or a pair with its mixture,
+        see the class).
 
         Args:
             epoch: Epoch number.
             index: Position in the epoch.
+            frames: Length of the segment, at most ``segment_frames``; ``None`` is
+                ``segment_frames``. (Default: ``None``)
         """
+        segment = self._segment(epoch, index)
+        if frames is not None:
+            if not 0 < frames <= self.segment_frames:
+                raise ValueError(f"frames must be in [1, {self.segment_frames}], got {frames}")
+            segment = segment[..., :frames].contiguous()
+        if not self.production.enabled:
+            return segment
+        entropy = (self.seed, epoch, index)
+        if self.production.mixup > 0:
+            segment = self._mixup(segment, random_stream(entropy, "mixup"))
+        segment = augment_production(segment, self.production, entropy, self.sample_rate, self.sources)
+        segment = segment.float()
+        if self.production.mixture_codec <= 0:
+            return segment
+        rng = random_stream(entropy, "mixture_codec")
+        mixture = degrade_mixture(segment.sum(dim=0), self.production, rng, self.sample_rate)  # C, T
+        return segment, mixture.float()
+
+    def _segment(self, epoch: int, index: int) -> Tensor:
+        """The segment as the Demucs set of augmentations makes it, ``[S, C, segment_frames]``."""
         rng = np.random.default_rng([self.seed, epoch, index])
         count = len(self.sources) if self.augment.remix else 1
         picks = rng.choice(len(self.tracks), size=count, p=self.track_weights)
@@ -125,9 +172,24 @@ class SegmentDataset(Dataset):
     def _read(self, track: Track, sources: list[str], offset: int) -> Tensor:
         return read_stems(track, sources, offset, self.window_frames, self.sample_rate, self.channels)
 
-    def _random_offset(self, track: Track, rng: np.random.Generator) -> int:
-        room = track.frames_at(self.sample_rate) - self.window_frames
+    def _random_offset(self, track: Track, rng: np.random.Generator, frames: int | None = None) -> int:
+        room = track.frames_at(self.sample_rate) - (frames or self.window_frames)
         return int(rng.integers(0, room, endpoint=True)) if room > 0 else 0
+
+    def _mixup(self, segment: Tensor, rng: np.random.Generator) -> Tensor:
+        """Add to each source, with ``production.mixup``'s probability, the same source read from
+        a random track (drawn as segments draw theirs) at a random offset, at a random gain."""
+        count, frames = segment.shape[0], segment.shape[-1]
+        chosen = rng.random(count) < self.production.mixup
+        gains = db_to_gain(rng.uniform(*self.production.mixup_db, size=count))
+        parts = list(segment)
+        for position in np.flatnonzero(chosen):
+            track = self.tracks[int(rng.choice(len(self.tracks), p=self.track_weights))]
+            offset = self._random_offset(track, rng, frames)
+            source = self.sources[position]
+            extra = read_stems(track, [source], offset, frames, self.sample_rate, self.channels)[0]
+            parts[position] = parts[position] + float(gains[position]) * extra
+        return torch.stack(parts)
 
     def _augment(self, window: Tensor, rng: np.random.Generator) -> Tensor:
         segment = augment_stems(
@@ -222,6 +284,33 @@ class StemDataModule(L.LightningDataModule):
             (Default: ``0.2``)
         max_pitch: Largest pitch change in semitones. (Default: ``2``)
         max_tempo: Largest tempo change in percent. (Default: ``12.0``)
+        polarity: Probability of negating each source; ``sign_flip`` is this at 1/2 (the same
+            draws), so it needs ``sign_flip: false``. (Default: ``0.0``)
+        channel_shuffle: Probability of swapping left/right of each source; ``channel_swap`` is
+            this at 1/2, so it needs ``channel_swap: false``. (Default: ``0.0``)
+        batch_segments: Segment lengths in seconds, each at most ``segment``: each batch is cut
+            to one of them, drawn per batch (the first seconds of each item's segment, before
+            the MSST-set augmentations); ``None`` keeps ``segment``. (Default: ``None``)
+        loudness: Probability of a random gain in ``loudness_db`` per source. (Default: ``0.0``)
+        loudness_db: ``[low, high]`` range of that gain in dB. (Default: ``[-6.0, 6.0]``)
+        mixup: Probability of adding, per source, the same source from a random track and
+            offset, at a gain in ``mixup_db``. (Default: ``0.0``)
+        mixup_db: ``[low, high]`` range of the added part's gain in dB. (Default: ``[-6.0, 0.0]``)
+        eq: Probability of random filters per source (pedalboard). (Default: ``0.0``)
+        compressor: Probability of a random compressor per source. (Default: ``0.0``)
+        distortion: Probability of a random distortion per source. (Default: ``0.0``)
+        chorus: Probability of a random chorus per source. (Default: ``0.0``)
+        phaser: Probability of a random phaser per source. (Default: ``0.0``)
+        reverb: Probability of a random reverb per source. (Default: ``0.0``)
+        effect_sources: Sources the effects may touch; ``None``: all. (Default: ``None``)
+        codec: Probability that a source goes through a lossy codec (targets degraded too).
+            (Default: ``0.0``)
+        mixture_codec: Probability that only the model's input mixture goes through a lossy
+            codec (targets stay clean). (Default: ``0.0``)
+        codec_formats: Formats drawn from, per degradation: ``mp3``, ``aac``, ``opus`` (ffmpeg
+            must have their encoders). (Default: ``[mp3]``)
+        codec_bitrate: ``[low, high]`` bitrate range in kbit/s, within [8, 320].
+            (Default: ``[32, 320]``)
         valid: How validation tracks are chosen: ``"auto"`` (the data set's own validation
             split when it has one, else ``"train-tail"``), ``"official"`` (that split),
             ``"train-tail"`` (the last ``valid_count`` training tracks by name), ``"test"`` (the
@@ -256,6 +345,24 @@ class StemDataModule(L.LightningDataModule):
         pitch_tempo_probability: float = 0.2,
         max_pitch: int = 2,
         max_tempo: float = 12.0,
+        polarity: float = 0.0,
+        channel_shuffle: float = 0.0,
+        batch_segments: list[float] | None = None,
+        loudness: float = 0.0,
+        loudness_db: list[float] = [-6.0, 6.0],  # noqa: B006 - never mutated
+        mixup: float = 0.0,
+        mixup_db: list[float] = [-6.0, 0.0],  # noqa: B006 - never mutated
+        eq: float = 0.0,
+        compressor: float = 0.0,
+        distortion: float = 0.0,
+        chorus: float = 0.0,
+        phaser: float = 0.0,
+        reverb: float = 0.0,
+        effect_sources: list[str] | None = None,
+        codec: float = 0.0,
+        mixture_codec: float = 0.0,
+        codec_formats: list[str] = ["mp3"],  # noqa: B006 - never mutated
+        codec_bitrate: list[int] = [32, 320],  # noqa: B006 - never mutated
         valid: str = "auto",
         valid_count: int = 1,
         valid_tracks: list[str] | None = None,
@@ -272,6 +379,25 @@ class StemDataModule(L.LightningDataModule):
             pitch_tempo_probability=pitch_tempo_probability,
             max_pitch=max_pitch,
             max_tempo=max_tempo,
+            polarity=polarity,
+            channel_shuffle=channel_shuffle,
+        )
+        production = ProductionAugmentConfig(
+            loudness=loudness,
+            loudness_db=tuple(loudness_db),
+            mixup=mixup,
+            mixup_db=tuple(mixup_db),
+            eq=eq,
+            compressor=compressor,
+            distortion=distortion,
+            chorus=chorus,
+            phaser=phaser,
+            reverb=reverb,
+            effect_sources=None if effect_sources is None else tuple(effect_sources),
+            codec=codec,
+            mixture_codec=mixture_codec,
+            codec_formats=tuple(codec_formats),
+            codec_bitrate=tuple(codec_bitrate),
         )
         super().__init__()
         sources = list(sources)
@@ -284,6 +410,9 @@ class StemDataModule(L.LightningDataModule):
         if audio_channels not in (1, 2):
             raise ConfigError(f"data.audio_channels must be 1 or 2, got {audio_channels}")
         _positive("segment", segment)
+        production.check_sources(sources)
+        if batch_segments is not None:
+            _check_batch_segments(batch_segments, segment)
         _positive("batch_size", batch_size)
         _positive("samples_per_epoch", samples_per_epoch)
         if num_workers < 0:
@@ -311,6 +440,8 @@ class StemDataModule(L.LightningDataModule):
         self.samples_per_epoch = int(samples_per_epoch)
         self.seed = int(seed)
         self.augment = augment
+        self.production = production
+        self.batch_segments = None if batch_segments is None else [float(s) for s in batch_segments]
         self.valid = valid
         self.valid_count = int(valid_count)
         self.valid_tracks = None if valid_tracks is None else [str(n) for n in valid_tracks]
@@ -346,6 +477,13 @@ class StemDataModule(L.LightningDataModule):
         """Training segment length in frames."""
         return int(round(self.segment * self.sample_rate))
 
+    @property
+    def batch_segment_frames(self) -> list[int] | None:
+        """The lengths in frames that batches are cut to, or ``None`` (all at ``segment``)."""
+        if self.batch_segments is None:
+            return None
+        return [int(round(seconds * self.sample_rate)) for seconds in self.batch_segments]
+
     def setup(self, stage: str | None = None) -> None:
         """List and check every track, and choose the validation tracks; runs once.
 
@@ -354,6 +492,7 @@ class StemDataModule(L.LightningDataModule):
                 are listed for ``"test"``; training and validation tracks otherwise.
         """
         self.augment.check_available()
+        self.production.check_available()
         if stage == "test":
             self.test_tracks()
             return
@@ -445,6 +584,7 @@ class StemDataModule(L.LightningDataModule):
             self.samples_per_epoch,
             seed=self.seed,
             augment=self.augment,
+            production=self.production,
         )
 
     def valid_dataset(self) -> WholeTrackDataset:
@@ -455,7 +595,8 @@ class StemDataModule(L.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
-        """Batches ``[B, S, C, T]`` of training segments, sharded over ranks, in a seeded order."""
+        """Batches ``[B, S, C, T]`` of training segments, sharded over ranks, in a seeded order
+        (pairs of stems and mixtures ``[B, C, T]`` with ``mixture_codec`` on)."""
         dataset = self.train_dataset()
         rank, world_size = self._rank_world()
         sampler = EpochSampler(len(dataset), seed=self.seed, rank=rank, world_size=world_size, tag_epoch=True)
@@ -463,14 +604,13 @@ class StemDataModule(L.LightningDataModule):
             sampler.set_epoch(self._train_sampler.epoch)
         self._train_sampler = sampler
         self._apply_position()
+        batches = SegmentBatchSampler(sampler, self.batch_size, self.batch_segment_frames, seed=self.seed)
         return DataLoader(
             dataset,
-            batch_size=self.batch_size,
-            sampler=sampler,
+            batch_sampler=batches,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             pin_memory=self.pin_memory,
-            drop_last=True,
         )
 
     def val_dataloader(self) -> DataLoader | list:
@@ -515,3 +655,38 @@ class StemDataModule(L.LightningDataModule):
 def _positive(key: str, value: float) -> None:
     if not value > 0:
         raise ConfigError(f"data.{key} must be positive, got {value}")
+
+
+def _check_batch_segments(lengths: list[float], segment: float) -> None:
+    if not lengths:
+        raise ConfigError("data.batch_segments must list at least one length in seconds, or be null")
+    for seconds in lengths:
+        if not 0 < seconds <= segment:
+            raise ConfigError(
+                f"data.batch_segments: {seconds} s is not in (0, {segment}]: batches are cut from "
+                f"segments of data.segment={segment} s"
+            )
+
+
+ADDED_AUGMENT_KEYS: tuple[str, ...] = (
+    "polarity",
+    "channel_shuffle",
+    "batch_segments",
+    "loudness",
+    "loudness_db",
+    "mixup",
+    "mixup_db",
+    "eq",
+    "compressor",
+    "distortion",
+    "chorus",
+    "phaser",
+    "reverb",
+    "effect_sources",
+    "codec",
+    "mixture_codec",
+    "codec_formats",
+    "codec_bitrate",
+)
+"""Data keys added after runs were first named by hash; at their defaults (in
+:class:`StemDataModule`'s signature) they change nothing, and run hashes leave them out."""

@@ -2,8 +2,10 @@
 
 The training sampler's order is a function of ``(seed, epoch)`` only, so a run resumed in the
 middle of an epoch can skip what it already saw and see exactly what an uninterrupted run
-would have seen. The evaluation sampler hands each item to exactly one rank, so no track is
-scored twice.
+would have seen; the batch sampler over it gives each batch a segment length that is a
+function of ``(seed, epoch, batch number)``, which a resumed run counts on from where it
+stopped. The evaluation sampler hands each item to exactly one rank, so no track is scored
+twice.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from collections.abc import Iterator
 
 import numpy as np
 from torch.utils.data import Sampler
+
+from sepzoo.data.augment import random_stream
 
 
 def _check_rank(rank: int, world_size: int) -> None:
@@ -81,6 +85,11 @@ class EpochSampler(Sampler):
         self._skip_epoch = self.epoch
 
     @property
+    def pending_skip(self) -> int:
+        """How many of this rank's items the next pass over the current epoch leaves out."""
+        return self._skip if self._skip_epoch == self.epoch else 0
+
+    @property
     def samples_per_rank(self) -> int:
         """Items each rank gets in a full epoch."""
         return self.length // self.world_size
@@ -111,6 +120,68 @@ class EpochSampler(Sampler):
         # A resumed epoch yields fewer items; the length stays that of a full epoch so that
         # loops which size themselves once see the same number every epoch.
         return self.samples_per_rank
+
+
+class SegmentBatchSampler(Sampler):
+    """Batches of an :class:`EpochSampler`'s ``(epoch, index)`` keys, the last incomplete one
+    dropped; with ``lengths``, every item of a batch gets the same segment length.
+
+    The length of batch ``n`` of an epoch (counted on each rank from the epoch's start, so all
+    ranks take the same length at the same step) is drawn uniformly from ``lengths`` by
+    :func:`~sepzoo.data.augment.random_stream` of ``(seed, epoch, n)``: it is the same whatever
+    the number of loader workers, and a run resumed mid-epoch (the inner sampler skipping what
+    was done) draws on from the batch it stopped at. Keys then read ``(epoch, index, frames)``.
+
+    Args:
+        sampler: The item order; it must yield ``(epoch, index)`` pairs (``tag_epoch=True``).
+        batch_size: Items per batch.
+        lengths: Segment lengths in frames to draw from; ``None`` keeps the data set's own.
+            (Default: ``None``)
+        seed: Seed of the length draws. (Default: ``0``)
+    """
+
+    def __init__(
+        self, sampler: EpochSampler, batch_size: int, lengths: list[int] | None = None, seed: int = 0
+    ) -> None:
+        if not sampler.tag_epoch:
+            raise ValueError("SegmentBatchSampler needs an EpochSampler with tag_epoch=True")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        if lengths is not None and (not lengths or min(lengths) < 1):
+            raise ValueError(f"lengths must be positive frame counts, got {lengths}")
+        self.sampler = sampler  # Lightning calls sampler.set_epoch at each epoch's start
+        self.batch_size = batch_size
+        self.lengths = None if lengths is None else [int(n) for n in lengths]
+        self.seed = seed
+
+    def batch_length(self, epoch: int, number: int) -> int | None:
+        """The segment length of batch ``number`` of ``epoch``, or ``None`` without ``lengths``.
+
+        Args:
+            epoch: Epoch number.
+            number: Batch number in the epoch, from 0.
+        """
+        if self.lengths is None:
+            return None
+        rng = random_stream((self.seed, epoch, number), "batch_segment")
+        return self.lengths[int(rng.integers(len(self.lengths)))]
+
+    def __iter__(self) -> Iterator[list]:
+        number = self.sampler.pending_skip // self.batch_size  # read before the pass clears it
+        batch: list = []
+        for key in self.sampler:
+            batch.append(key)
+            if len(batch) == self.batch_size:
+                yield self._with_length(batch, number)
+                number += 1
+                batch = []
+
+    def _with_length(self, batch: list, number: int) -> list:
+        frames = self.batch_length(batch[0][0], number)
+        return batch if frames is None else [(epoch, index, frames) for epoch, index in batch]
+
+    def __len__(self) -> int:
+        return self.sampler.samples_per_rank // self.batch_size
 
 
 PADDING_INDEX = -1

@@ -25,6 +25,7 @@ never touched.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import os
 import platform
@@ -39,6 +40,7 @@ from typing import Any
 
 import yaml
 
+from sepzoo.data.base import ADDED_AUGMENT_KEYS, StemDataModule
 from sepzoo.errors import OutputExistsError, SepzooError
 from sepzoo.io.lock import LOCK_FILE
 
@@ -96,18 +98,21 @@ def data_fingerprint(root: str | Path | None) -> str | None:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:8]
 
 
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+_DATA_DEFAULTS = inspect.signature(StemDataModule.__init__).parameters
 ADDED_KEYS_AT_DEFAULT: dict[tuple[str, str], Any] = {
     ("train", "freeze"): [],
     ("train", "lora"): None,
     ("optimizer", "param_groups"): [],
+    **{("data", key): _plain(_DATA_DEFAULTS[key].default) for key in ADDED_AUGMENT_KEYS},
 }
 """Recipe keys added after runs were first named by hash, with the default that leaves results as
 they were: at that default they are left out of the hash, so that adding a key never renames the
-runs that do not use it (``--resume`` still finds them)."""
-
-
-def _plain(value: Any) -> Any:
-    return list(value) if isinstance(value, tuple) else value
+runs that do not use it (``--resume`` still finds them). The augmentation keys take their
+defaults from :class:`~sepzoo.data.base.StemDataModule`'s signature."""
 
 
 def run_hash(resolved: Mapping[str, Any], fingerprint: str | None) -> str:

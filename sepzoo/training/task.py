@@ -1,14 +1,15 @@
 """The one training task: a thin, model-agnostic LightningModule.
 
-It trains any registered separator: the mixture is the sum of the sampled stems, the loss is
-chosen by registered name, and validation runs whole tracks through the shared inference
-engine (:func:`sepzoo.engine.apply.apply_model`), scoring each track once with the nSDR metric.
+It trains any registered separator: the mixture is the sum of the sampled stems (or the mixture
+the data set made, when a batch carries one), the loss is chosen by registered name, and
+validation runs whole tracks through the shared inference engine
+(:func:`sepzoo.engine.apply.apply_model`), scoring each track once with the nSDR metric.
 Nothing here asks what kind of model it holds.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -170,17 +171,23 @@ class SeparationTask(L.LightningModule):
         """
         return self.model(mix)
 
-    def training_step(self, stems: Tensor, batch_idx: int) -> Tensor:
+    def training_step(self, batch: Tensor | Sequence[Tensor], batch_idx: int) -> Tensor:
         """One optimisation step on a batch of stems ``[B, S, C, T]``.
 
         Args:
-            stems: The sampled (and augmented) stems; their sum is the mixture.
+            batch: The sampled (and augmented) stems, whose sum is the mixture; or a pair
+                ``(stems, mixture)`` when the data set makes the mixture ``[B, C, T]`` itself
+                (e.g. degraded by a codec while the stems, the targets, stay clean).
             batch_idx: Index of the batch in the epoch.
         """
+        if isinstance(batch, Tensor):
+            stems = batch
+            mix = stems.sum(dim=1)  # B, C, T
+        else:
+            stems, mix = batch  # B, S, C, T and B, C, T
         # Counted here, before any callback may checkpoint this step, over all processes: a run
         # resumed from that checkpoint skips this many samples of the epoch.
         self._samples_in_epoch += int(stems.shape[0]) * self.trainer.world_size
-        mix = stems.sum(dim=1)  # B, C, T
         targets = self._targets(stems)  # B, S, C, T
         estimate = self.model(mix, targets if self.model.needs_references else None)  # B, S, C, T
         total, per_source = self.loss(estimate, targets)
