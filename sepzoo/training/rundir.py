@@ -96,7 +96,7 @@ def data_fingerprint(root: str | Path | None) -> str | None:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:8]
 
 
-ADDED_KEYS_AT_DEFAULT: dict[tuple[str, str], Any] = {("train", "freeze"): []}
+ADDED_KEYS_AT_DEFAULT: dict[tuple[str, str], Any] = {("train", "freeze"): [], ("train", "compile"): False}
 """Recipe keys added after runs were first named by hash, with the default that leaves results as
 they were: at that default they are left out of the hash, so that adding a key never renames the
 runs that do not use it (``--resume`` still finds them)."""
@@ -113,11 +113,13 @@ def run_hash(resolved: Mapping[str, Any], fingerprint: str | None) -> str:
         resolved: The resolved recipe (``Recipe.resolved``; a recorded ``meta`` is ignored).
         fingerprint: The training data's :func:`data_fingerprint`.
     """
-    from sepzoo.training.recipe import RESULT_NEUTRAL_TRAINER_KEYS
+    from sepzoo.training.recipe import RESULT_NEUTRAL_TRAIN_KEYS, RESULT_NEUTRAL_TRAINER_KEYS
 
     kept = {k: v for k, v in resolved.items() if k not in ("run", "logger", "meta", "inference")}
     if isinstance(kept.get("trainer"), Mapping):
         kept["trainer"] = {k: v for k, v in kept["trainer"].items() if k not in RESULT_NEUTRAL_TRAINER_KEYS}
+    if isinstance(kept.get("train"), Mapping):
+        kept["train"] = {k: v for k, v in kept["train"].items() if k not in RESULT_NEUTRAL_TRAIN_KEYS}
     if isinstance(kept.get("data"), Mapping):
         kept["data"] = {k: v for k, v in kept["data"].items() if k not in LOADING_DATA_KEYS}
     for (section, key), default in ADDED_KEYS_AT_DEFAULT.items():
