@@ -237,10 +237,10 @@ def test_compiling_leaves_the_run_hash_and_existing_runs_alone(tiny_recipe):
 
 
 def test_a_compiled_run_trains_and_keeps_the_uncompiled_checkpoint_ema_and_export(tiny_recipe, tmp_path):
+    from torch._dynamo.utils import counters
+
     from sepzoo.models.files import export_model_file, load_model_file, safe_load
     from sepzoo.training.train import build_components
-
-    from torch._dynamo.utils import counters
 
     overrides = ["train.compile=true", "train.ema_decay=0.9", "logger.name=csv"]
     graphs = counters["stats"]["unique_graphs"]
