@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import math
+import sys
 from pathlib import Path
 
 import pytest
@@ -223,6 +224,20 @@ def test_compile_without_a_cxx_compiler_fails_in_one_line_before_anything_is_wri
         "is not found; install one (scripts/setup.sh installs g++) or set train.compile=false"
     )
     assert not list((tiny_recipe.parent / "runs").glob("*"))  # no run directory
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="Python.h is checked where inductor needs it found")
+def test_compile_without_python_headers_fails_in_one_line(tiny_recipe, tmp_path, monkeypatch):
+    import sysconfig
+
+    monkeypatch.setattr(sysconfig, "get_path", lambda name, *args, **kwargs: str(tmp_path))
+    with pytest.raises(ConfigError) as error:
+        train(tiny_recipe, ["train.compile=true"])
+    assert str(error.value) == (
+        f"{tiny_recipe}: train.compile: torch.compile's C++ code includes Python.h, which is not in "
+        f"{tmp_path}; install Python's headers (python3-dev; scripts/setup.sh does) or set "
+        "train.compile=false"
+    )
 
 
 def test_compiling_leaves_the_run_hash_and_existing_runs_alone(tiny_recipe):

@@ -10,6 +10,7 @@ import logging
 import os
 import shutil
 import sys
+import sysconfig
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -119,7 +120,8 @@ def cxx_compiler() -> str:
 
 
 def check_compiler(where: str = "train.compile") -> None:
-    """Refuse ``torch.compile`` in one line where its C++ compiler is missing.
+    """Refuse ``torch.compile`` in one line where its C++ compiler or Python's C headers (which
+    the code it generates includes) are missing.
 
     Without the check, the first training step would fail deep inside inductor.
 
@@ -127,7 +129,7 @@ def check_compiler(where: str = "train.compile") -> None:
         where: What names the key in the error message. (Default: ``"train.compile"``)
 
     Raises:
-        ConfigError: The compiler is not found.
+        ConfigError: The compiler or ``Python.h`` is not found.
     """
     compiler = cxx_compiler()
     if shutil.which(compiler) is None:
@@ -135,6 +137,12 @@ def check_compiler(where: str = "train.compile") -> None:
         raise ConfigError(
             f"{where}: torch.compile needs a C++ compiler and {named} is not found; install one "
             "(scripts/setup.sh installs g++) or set train.compile=false"
+        )
+    headers = Path(sysconfig.get_path("include"))
+    if sys.platform == "linux" and not (headers / "Python.h").is_file():
+        raise ConfigError(
+            f"{where}: torch.compile's C++ code includes Python.h, which is not in {headers}; install "
+            "Python's headers (python3-dev; scripts/setup.sh does) or set train.compile=false"
         )
 
 
