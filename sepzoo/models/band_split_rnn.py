@@ -397,8 +397,8 @@ class MaskEstimator(nn.Module):
             for index, ((start, end), mlp) in enumerate(zip(self.bands, self.band_mlps))
         ]
         mask = torch.cat(masks, dim=3).permute(0, 2, 3, 1, 4)  # B, C, F, T', 2
-        # Half-precision masks (mixed precision) become float32: complex32 does not mix with
-        # the mixture's complex64 spectrogram everywhere.
+        # A half-precision mask (mixed precision) is widened first, so that the masking and the
+        # inverse STFT run in complex64, not complex32.
         return torch.view_as_complex(widen(mask).contiguous())  # B, C, F, T'
 
 
