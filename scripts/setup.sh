@@ -2,16 +2,22 @@
 # Installs everything sepzoo needs on a fresh Debian/Ubuntu machine: ffmpeg (the `musdb`
 # package refuses to import without ffmpeg and ffprobe; `sepzoo report` encodes its audio with
 # it), SoundTouch's soundstretch (the pitch/tempo augmentation), Chromium and its WebDriver (the
-# report tests open the report in a headless browser), a virtual environment, and sepzoo with
-# its test extras. Safe to run again: it only installs what is missing.
+# report tests open the report in a headless browser), g++ and Python's headers (torch.compile
+# builds its CPU code with them: `train.compile`), a virtual environment, and sepzoo with its test
+# extras. Safe to run again: it only installs what is missing.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 missing=()
 for tool in ffmpeg:ffmpeg ffprobe:ffmpeg soundstretch:soundstretch chromium:chromium \
-    chromedriver:chromium-driver; do
+    chromedriver:chromium-driver g++:g++; do
     if ! command -v "${tool%%:*}" >/dev/null 2>&1; then missing+=("${tool##*:}"); fi
 done
+# The code torch.compile generates includes Python.h, which Debian keeps in python3-dev.
+if ! python3 -c 'import os, sys, sysconfig
+sys.exit(not os.path.isfile(os.path.join(sysconfig.get_path("include"), "Python.h")))'; then
+    missing+=(python3-dev)
+fi
 if [ "${#missing[@]}" -gt 0 ]; then
     packages=$(printf '%s\n' "${missing[@]}" | sort -u | tr '\n' ' ')
     echo "setup: installing $packages" >&2

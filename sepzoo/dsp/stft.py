@@ -15,6 +15,10 @@ The reference implementations that sepzoo matches differ in three details, each 
 
 Every inverse goes through :func:`real_edge_bins`, so that the CPU and CUDA compute the same
 waveform from a network's estimate.
+
+Under mixed precision every transform runs in float32 with autocast off
+(:func:`~sepzoo.dsp.precision.full_precision`): a half-precision signal or spectrogram is cast
+to float32 first, and the results are float32 (complex64).
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from sepzoo.dsp.precision import full_precision
 
 PadMode = Literal["constant", "reflect"]
 
@@ -77,6 +83,7 @@ def _framing(n_fft: int, hop_length: int, window: Tensor, normalized: bool) -> d
     }
 
 
+@full_precision
 def stft(
     signal: Tensor,
     n_fft: int,
@@ -106,6 +113,7 @@ def stft(
     return spectrum.reshape(*signal.shape[:-1], *spectrum.shape[-2:])
 
 
+@full_precision
 def istft(
     spectrum: Tensor,
     n_fft: int,
@@ -195,6 +203,7 @@ class STFT(nn.Module):
         """
         return hann_window(self.n_fft, like, float32=self.float32_window)
 
+    @full_precision
     def forward(self, signal: Tensor) -> Tensor:
         """Complex spectrograms ``[..., F, N]`` of real ``signal`` ``[..., T]``.
 
@@ -208,6 +217,7 @@ class STFT(nn.Module):
         spectrum = stft(signal, self.n_fft, self.hop_length, window, self.normalized, self.pad_mode)
         return spectrum / window.sum() if self.scipy_scaling else spectrum
 
+    @full_precision
     def inverse(self, spectrum: Tensor, length: int) -> Tensor:
         """Waveforms ``[..., length]`` from spectrograms ``[..., F, N]`` as :meth:`forward` makes
         them.

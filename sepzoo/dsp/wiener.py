@@ -26,7 +26,10 @@ and ``eps`` added to the determinants instead.
 Shapes put channels, frequencies and frames last: an STFT is ``[..., C, F, T]`` (``C`` is 1 or
 2), power spectral densities ``[..., F, T]`` and spatial covariances ``[..., F, C, C]``. Every
 function computes in double precision (``complex128``), where the 2x2 inversions of nearly
-singular matrices need it, and returns results in the precision of its input.
+singular matrices need it, and returns results in the precision of its input; the filters a
+model calls (:func:`wiener_filter`, :func:`demucs_wiener`, :func:`wiener_gains_apply`,
+:func:`expectation_maximization`) run with autocast off and return half-precision inputs'
+results in float32 (:func:`~sepzoo.dsp.precision.full_precision`).
 
 Regularisation: the mixture covariance gets ``sqrt(eps)`` times the identity (the ridge)
 added before it is inverted, as norbert does. Its determinant is then at least ``eps`` (the
@@ -41,6 +44,8 @@ import math
 
 import torch
 from torch import Tensor
+
+from sepzoo.dsp.precision import full_precision
 
 FRAMES_PER_BLOCK = 256
 """Frames whose gains :func:`wiener_gains_apply` forms at once, which bounds its memory."""
@@ -243,6 +248,7 @@ def wiener_gains(
     return gains.to(covariances.dtype)
 
 
+@full_precision
 def wiener_gains_apply(
     mix_stft: Tensor,
     psds: Tensor,
@@ -306,6 +312,7 @@ def wiener_gains_apply(
     return torch.cat(blocks, dim=-1).to(mix_stft.dtype)  # B, S, C, F, T
 
 
+@full_precision
 def expectation_maximization(
     mix_stft: Tensor,
     initial_estimates: Tensor,
@@ -391,6 +398,7 @@ def softmask_estimates(magnitudes: Tensor, mix_stft: Tensor, eps: float = 1e-10)
     return mix_stft[:, None] * ratios
 
 
+@full_precision
 def wiener_filter(
     magnitudes: Tensor,
     mix_stft: Tensor,
@@ -459,6 +467,7 @@ def _refine(
     return (refined * scale[:, None]).to(mix_stft.dtype)  # B, S(+1), C, F, T
 
 
+@full_precision
 def demucs_wiener(
     magnitudes: Tensor,
     mix_stft: Tensor,

@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from sepzoo.dsp.precision import full_precision
 from sepzoo.dsp.stft import hann_window, istft, stft
 from sepzoo.models.base import Separator
 
@@ -496,9 +497,10 @@ class BandRoformer(Separator):
         values = values.index_select(2, self.band_bins)  # B, T', F', C, 2
         return values.reshape(batch, frames, -1).to(self.band_split.projections[0][1].weight.dtype)
 
+    @full_precision
     def _bin_masks(self, masks: Tensor) -> Tensor:
         """Complex masks ``[B, S, C, F, T']`` from the bands' mask values ``[B, S, T', V]``,
-        averaged over the bands that share a bin."""
+        averaged over the bands that share a bin (in float32 under mixed precision)."""
         batch, sources, frames, _ = masks.shape
         per_band = masks.view(batch, sources, frames, -1, self.audio_channels, 2)  # B, S, T', F', C, 2
         num_bins = self.bands_per_bin.shape[0]

@@ -63,6 +63,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from sepzoo.dsp.precision import widen
 from sepzoo.dsp.stft import STFT
 from sepzoo.errors import suggestion
 from sepzoo.models import register_model
@@ -396,7 +397,9 @@ class MaskEstimator(nn.Module):
             for index, ((start, end), mlp) in enumerate(zip(self.bands, self.band_mlps))
         ]
         mask = torch.cat(masks, dim=3).permute(0, 2, 3, 1, 4)  # B, C, F, T', 2
-        return torch.view_as_complex(mask.contiguous())  # B, C, F, T'
+        # A half-precision mask (mixed precision) is widened first, so that the masking and the
+        # inverse STFT run in complex64, not complex32.
+        return torch.view_as_complex(widen(mask).contiguous())  # B, C, F, T'
 
 
 @register_model("bsrnn")

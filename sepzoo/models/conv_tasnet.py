@@ -348,4 +348,5 @@ class ConvTasNet(Separator):
         features = self.encoder(padded)  # B, N, K
         masks = self.mask_estimator(features)  # B, S, N, K
         stems = self.decoder(features.unsqueeze(1) * masks)  # B, S, C, T'
-        return stems[..., :length]  # B, S, C, T
+        # In the mixture's precision, also when autocast ran the decoder in half precision.
+        return stems[..., :length].to(mix.dtype)  # B, S, C, T

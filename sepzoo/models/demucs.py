@@ -314,7 +314,8 @@ class Demucs(Separator):
         if self.resample:
             x = julius.resample_frac(x, 2, 1)  # B, S*C, T'
         x = center_trim(x * std + mean, length)  # B, S*C, T
-        return x.view(x.shape[0], len(self.sources), self.audio_channels, length)  # B, S, C, T
+        # In the mixture's precision, also when autocast ran the decoder in half precision.
+        return x.view(x.shape[0], len(self.sources), self.audio_channels, length).to(mix.dtype)  # B, S, C, T
 
     def _standardise(self, mix: Tensor) -> tuple[Tensor, Tensor | float, Tensor | float]:
         if not self.normalize:

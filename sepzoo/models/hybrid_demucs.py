@@ -36,6 +36,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from sepzoo import DEFAULT_SOURCES
+from sepzoo.dsp.precision import full_precision
 from sepzoo.dsp.stft import STFT
 from sepzoo.dsp.wiener import demucs_wiener
 from sepzoo.models import register_model
@@ -836,8 +837,10 @@ class HybridDemucs(Separator):
         parts = torch.view_as_real(spectrum).permute(0, 1, 4, 2, 3)  # B, C, 2, Fr, N
         return parts.reshape(batch, 2 * channels, frequencies, frames)
 
+    @full_precision
     def _stem_spectrograms(self, spectrum: Tensor, estimate: Tensor) -> Tensor:
-        """Complex stems ``[B, S, C, Fr, N]`` from the network's output ``[B, S, C', Fr, N]``."""
+        """Complex stems ``[B, S, C, Fr, N]`` from the network's output ``[B, S, C', Fr, N]``
+        (in float32 under mixed precision)."""
         if self.cac:
             batch, sources, channels, frequencies, frames = estimate.shape
             parts = estimate.view(batch, sources, -1, 2, frequencies, frames).permute(0, 1, 2, 4, 5, 3)

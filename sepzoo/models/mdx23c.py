@@ -65,6 +65,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sepzoo import DEFAULT_SOURCES
+from sepzoo.dsp.precision import full_precision
 from sepzoo.dsp.stft import STFT
 from sepzoo.models import register_model
 from sepzoo.models.base import Separator
@@ -501,6 +502,7 @@ class MDX23C(Separator):
         parts = parts.permute(0, 1, 4, 2, 3)  # B, C, 2, F, N
         return parts.reshape(batch, -1, self.dim_f // self.num_subbands, frames)  # B, C*2*K, F/K, N
 
+    @full_precision  # torch.complex takes no half-precision parts
     def _from_subbands(self, estimate: Tensor) -> Tensor:
         """``[B, S * C * 2 * K, dim_f / K, N]`` real -> ``[B, S, C, n_fft // 2 + 1, N]`` complex."""
         batch, _, _, frames = estimate.shape

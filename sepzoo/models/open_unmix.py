@@ -45,6 +45,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from sepzoo import DEFAULT_SOURCES
+from sepzoo.dsp.precision import full_precision
 from sepzoo.dsp.stft import STFT
 from sepzoo.dsp.wiener import wiener_filter
 from sepzoo.models import register_model
@@ -289,9 +290,10 @@ class OpenUnmix(Separator):
         """
         return self.stft.inverse(spectrum, length)
 
+    @full_precision
     def stem_spectrograms(self, masks: Tensor, mix_stft: Tensor) -> Tensor:
         """Complex stems ``[B, S, C, F, N]``: the masked mixture, or in evaluation mode with the
-        Wiener filter enabled, its refinement.
+        Wiener filter enabled, its refinement; in float32 under mixed precision.
 
         Args:
             masks: Non-negative masks, ``[B, S, C, F, N]``.

@@ -71,6 +71,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sepzoo import DEFAULT_SOURCES
+from sepzoo.dsp.precision import full_precision
 from sepzoo.dsp.stft import istft, stft
 from sepzoo.models import register_model
 from sepzoo.models.base import Separator
@@ -468,17 +469,14 @@ class DualPathNetwork(nn.Module):
         return x
 
     @staticmethod
+    @full_precision  # half-precision FFTs need power-of-two lengths on CUDA; the LSTMs take float32 anyway
     def _to_frequency(x: Tensor) -> Tensor:
-        # Half precision FFTs need power-of-two lengths on CUDA; the LSTMs take float32 anyway.
-        if x.dtype in (torch.float16, torch.bfloat16):
-            x = x.float()
         spectrum = torch.fft.rfft(x, dim=-1, norm="ortho")  # B, C, F, T/2 + 1
         return torch.cat([spectrum.real, spectrum.imag], dim=1)  # B, 2C, F, T/2 + 1
 
     @staticmethod
+    @full_precision
     def _to_time(x: Tensor, frames: int) -> Tensor:
-        if x.dtype in (torch.float16, torch.bfloat16):
-            x = x.float()
         real, imag = x.chunk(2, dim=1)  # B, C, F, T/2 + 1 each
         return torch.fft.irfft(torch.complex(real, imag), n=frames, dim=-1, norm="ortho")  # B, C, F, T
 

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from sepzoo.dsp.precision import full_precision
 from sepzoo.dsp.stft import hann_window, stft
 from sepzoo.errors import ConfigError, suggestion
 from sepzoo.registry import Registry
@@ -94,6 +95,7 @@ class SeparationLoss(nn.Module):
         """The weight of every source, by name."""
         return {name: float(w) for name, w in zip(self.sources, self.weights.tolist())}
 
+    @full_precision
     def forward(self, estimate: Tensor, reference: Tensor) -> tuple[Tensor, Tensor]:
         """Compute the weighted total and the per-source losses.
 
@@ -114,10 +116,9 @@ class SeparationLoss(nn.Module):
                 f"expected stems of shape [batch, {len(self.sources)}, channels, time], "
                 f"got {list(estimate.shape)}"
             )
-        with torch.autocast(device_type=estimate.device.type, enabled=False):
-            per_source = self.per_source(estimate.float(), reference.float())  # S
-            weights = self.weights.to(device=per_source.device, dtype=per_source.dtype)
-            total = (weights * per_source).sum() / weights.sum()
+        per_source = self.per_source(estimate.float(), reference.float())  # S
+        weights = self.weights.to(device=per_source.device, dtype=per_source.dtype)
+        total = (weights * per_source).sum() / weights.sum()
         return total, per_source.detach()
 
     def per_source(self, estimate: Tensor, reference: Tensor) -> Tensor:

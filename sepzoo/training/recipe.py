@@ -83,6 +83,10 @@ RESULT_NEUTRAL_TRAINER_KEYS: tuple[str, ...] = (
 )
 """Trainer keys that do not change what a run computes, left out of :meth:`Recipe.config_hash`."""
 
+RESULT_NEUTRAL_TRAIN_KEYS: tuple[str, ...] = ("compile",)
+"""Keys of the ``train`` section that change how fast a run computes, not what: left out of the run
+hash (:func:`~sepzoo.training.rundir.run_hash`), so a run can be resumed with them changed."""
+
 DEFAULT_TRAINER: dict[str, Any] = {
     "max_steps": 100_000,
     "accelerator": "auto",
@@ -183,6 +187,11 @@ class TrainOptions(_Section):
         lora: Train low-rank adapters on the modules it names, with every weight of the model
             frozen (:class:`LoraOptions`); ``train.freeze`` then has nothing left to freeze and
             is refused. Applied after ``init_from``. (Default: ``None``, off)
+        compile: Run the training step's forward pass through ``torch.compile`` (the model's
+            forward method, so parameter names, checkpoints, the weight average and exports are
+            those of an uncompiled run; validation runs uncompiled). Its code generation needs a
+            C++ compiler (``g++``, or ``$CXX``). It changes the rounding, not the arithmetic, as
+            another accelerator does, so it is not part of the run hash. (Default: ``False``)
     """
 
     model_config = ConfigDict(title="the `train` section")
@@ -195,6 +204,7 @@ class TrainOptions(_Section):
     init_strict: bool = True
     freeze: tuple[str, ...] = ()
     lora: LoraOptions | None = None
+    compile: bool = False
 
 
 class InferenceOptions(_Section):
@@ -441,17 +451,38 @@ def config_hash(resolved: Mapping[str, Any]) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:8]
 
 
-def resolve_precision(precision: Any, accelerator: Any = "auto") -> Any:
-    """Turn ``precision: auto`` into ``"16-mixed"`` on CUDA and ``"32-true"`` elsewhere.
+FLOAT16_MIXED: tuple[Any, ...] = ("16-mixed", "16", 16)
+"""The ``trainer.precision`` values that mean float16 automatic mixed precision."""
+
+
+def resolve_precision(precision: Any, accelerator: Any = "auto", where: str = "trainer.precision") -> Any:
+    """The precision a trainer runs at: ``auto`` becomes ``"16-mixed"`` on CUDA and ``"32-true"``
+    elsewhere; float16 mixed precision is refused where training would run on the CPU.
+
+    Lightning would run a ``16-mixed`` recipe on the CPU in bfloat16 instead, with a warning,
+    under a run hash that says float16. The check depends on the machine, so it runs when
+    training starts, not when a recipe (perhaps of a run trained elsewhere) is read.
 
     Args:
-        precision: ``trainer.precision`` from a recipe; anything but ``"auto"`` is returned as is.
+        precision: ``trainer.precision`` from a recipe; other values are returned as they are.
         accelerator: ``trainer.accelerator`` from a recipe. (Default: ``"auto"``)
+        where: What names the key in the error message. (Default: ``"trainer.precision"``)
+
+    Raises:
+        ConfigError: ``16-mixed`` on the CPU.
     """
-    if precision != "auto":
-        return precision
     on_cuda = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
-    return "16-mixed" if on_cuda else "32-true"
+    if precision == "auto":
+        return "16-mixed" if on_cuda else "32-true"
+    on_cpu = accelerator == "cpu" or (
+        accelerator == "auto" and not on_cuda and not torch.backends.mps.is_available()
+    )
+    if on_cpu and precision in FLOAT16_MIXED:
+        raise ConfigError(
+            f"{where}: {precision!r} (float16 mixed precision) needs a CUDA GPU and training would run on "
+            "the CPU; use 'bf16-mixed' (bfloat16 mixed precision, which CPUs run) or '32-true'"
+        )
+    return precision
 
 
 # ----------------------------------------------------------------------------------------------
@@ -858,6 +889,7 @@ def _top_level_key(section: str, key: str) -> str:
 __all__ = [
     "COMMAND_LINE",
     "DEFAULT_TRAINER",
+    "FLOAT16_MIXED",
     "MANAGED_TRAINER_KEYS",
     "InferenceOptions",
     "LoggerOptions",

@@ -106,6 +106,7 @@ _DATA_DEFAULTS = inspect.signature(StemDataModule.__init__).parameters
 ADDED_KEYS_AT_DEFAULT: dict[tuple[str, str], Any] = {
     ("train", "freeze"): [],
     ("train", "lora"): None,
+    ("train", "compile"): False,
     ("optimizer", "param_groups"): [],
     **{("data", key): _plain(_DATA_DEFAULTS[key].default) for key in ADDED_AUGMENT_KEYS},
 }
@@ -122,11 +123,13 @@ def run_hash(resolved: Mapping[str, Any], fingerprint: str | None) -> str:
         resolved: The resolved recipe (``Recipe.resolved``; a recorded ``meta`` is ignored).
         fingerprint: The training data's :func:`data_fingerprint`.
     """
-    from sepzoo.training.recipe import RESULT_NEUTRAL_TRAINER_KEYS
+    from sepzoo.training.recipe import RESULT_NEUTRAL_TRAIN_KEYS, RESULT_NEUTRAL_TRAINER_KEYS
 
     kept = {k: v for k, v in resolved.items() if k not in ("run", "logger", "meta", "inference")}
     if isinstance(kept.get("trainer"), Mapping):
         kept["trainer"] = {k: v for k, v in kept["trainer"].items() if k not in RESULT_NEUTRAL_TRAINER_KEYS}
+    if isinstance(kept.get("train"), Mapping):
+        kept["train"] = {k: v for k, v in kept["train"].items() if k not in RESULT_NEUTRAL_TRAIN_KEYS}
     if isinstance(kept.get("data"), Mapping):
         kept["data"] = {k: v for k, v in kept["data"].items() if k not in LOADING_DATA_KEYS}
     for (section, key), default in ADDED_KEYS_AT_DEFAULT.items():

@@ -130,6 +130,8 @@ class SeparationTask(L.LightningModule):
         data_sources: The stems of each batch, in the data's order: their sum is the mixture,
             and the model's sources (all of them, or a subset for a one-target model) are the
             targets. (Default: ``None``, the model's sources)
+        compile: Run the training step's forward pass through ``torch.compile``. Validation
+            runs the model as it is. (Default: ``False``)
     """
 
     def __init__(
@@ -144,6 +146,7 @@ class SeparationTask(L.LightningModule):
         model_name: str | None = None,
         config: dict[str, Any] | None = None,
         data_sources: list[str] | None = None,
+        compile: bool = False,
     ) -> None:
         super().__init__()
         self.model = model
@@ -162,6 +165,11 @@ class SeparationTask(L.LightningModule):
         self._resumed_samples = 0
         self._swapped_out: dict[str, Tensor] | None = None
         self.example_logger: Callable[..., None] | None = None
+        # The model's forward method compiled, not the module: a function is no submodule, so the
+        # parameters keep their names, and checkpoints, the average and exports are those of an
+        # uncompiled run. Validation's chunks of varying batch sizes, in evaluation mode (and
+        # with some models' float64 Wiener filters), would only compile again and again.
+        self._training_forward = torch.compile(model.forward) if compile else None
 
     def forward(self, mix: Tensor) -> Tensor:
         """Separate a batch of mixtures ``[B, C, T]`` into ``[B, S, C, T]``.
@@ -189,7 +197,8 @@ class SeparationTask(L.LightningModule):
         # resumed from that checkpoint skips this many samples of the epoch.
         self._samples_in_epoch += int(stems.shape[0]) * self.trainer.world_size
         targets = self._targets(stems)  # B, S, C, T
-        estimate = self.model(mix, targets if self.model.needs_references else None)  # B, S, C, T
+        separate = self._training_forward or self.model
+        estimate = separate(mix, targets if self.model.needs_references else None)  # B, S, C, T
         total, per_source = self.loss(estimate, targets)
         self.log("train/loss", total, prog_bar=True, batch_size=stems.shape[0])
         for name, value in zip(self.model.sources, per_source):

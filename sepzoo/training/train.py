@@ -7,6 +7,10 @@ import dataclasses
 import fnmatch
 import functools
 import logging
+import os
+import shutil
+import sys
+import sysconfig
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,7 +20,7 @@ from sepzoo.errors import ConfigError
 from sepzoo.io.atomic import make_writable_folder, write_json_atomic, write_text_atomic
 from sepzoo.io.lock import folder_lock
 from sepzoo.training.optimizers import build_optimizer, build_scheduler, group_parameters
-from sepzoo.training.recipe import LoraOptions, Recipe, load_recipe
+from sepzoo.training.recipe import LoraOptions, Recipe, load_recipe, resolve_precision
 from sepzoo.training.rundir import (
     CONFIG_FILE,
     DONE_MARKER,
@@ -56,23 +60,11 @@ def _fingerprint(recipe: Recipe) -> str | None:
     return data_fingerprint(data.get("root")) if isinstance(data, dict) else None
 
 
-def resolve_precision(precision: Any, accelerator: Any) -> Any:
-    """Turn ``precision: auto`` into mixed precision on CUDA and full precision elsewhere.
-
-    Args:
-        precision: The recipe's ``trainer.precision``.
-        accelerator: The recipe's ``trainer.accelerator``.
-    """
-    if precision != "auto":
-        return precision
-    import torch
-
-    on_cuda = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
-    return "16-mixed" if on_cuda else "32-true"
-
-
 def build_components(recipe: Recipe) -> tuple[Any, Any]:
     """Build the data module and the training task a recipe describes.
+
+    What this machine cannot run (float16 mixed precision on the CPU, ``train.compile`` without
+    a C++ compiler) is refused first, before anything is built.
 
     Args:
         recipe: The validated recipe.
@@ -82,6 +74,13 @@ def build_components(recipe: Recipe) -> tuple[Any, Any]:
     from sepzoo.training.losses import build_loss
     from sepzoo.training.task import SeparationTask
 
+    where = recipe.path or "recipe"
+    trainer = recipe.trainer
+    resolve_precision(
+        trainer.get("precision", "auto"), trainer.get("accelerator", "auto"), f"{where}: trainer.precision"
+    )
+    if recipe.train.compile:
+        check_compiler(f"{where}: train.compile")
     model = create_model(recipe.model.name, **recipe.model.kwargs)
     if recipe.train.init_from is not None:
         _load_initial_weights(model, recipe.train.init_from, recipe.train.init_strict)
@@ -117,8 +116,42 @@ def build_components(recipe: Recipe) -> tuple[Any, Any]:
         model_name=recipe.model.name,
         config=recipe.resolved,
         data_sources=data_sources,
+        compile=recipe.train.compile,
     )
     return datamodule, task
+
+
+def cxx_compiler() -> str:
+    """The C++ compiler ``torch.compile``'s code generation (inductor) calls: ``$CXX``, or
+    ``g++`` (``clang++`` on macOS)."""
+    return os.environ.get("CXX") or ("clang++" if sys.platform == "darwin" else "g++")
+
+
+def check_compiler(where: str = "train.compile") -> None:
+    """Refuse ``torch.compile`` in one line where its C++ compiler or Python's C headers (which
+    the code it generates includes) are missing.
+
+    Without the check, the first training step would fail deep inside inductor.
+
+    Args:
+        where: What names the key in the error message. (Default: ``"train.compile"``)
+
+    Raises:
+        ConfigError: The compiler or ``Python.h`` is not found.
+    """
+    compiler = cxx_compiler()
+    if shutil.which(compiler) is None:
+        named = f"$CXX ({compiler!r})" if os.environ.get("CXX") else repr(compiler)
+        raise ConfigError(
+            f"{where}: torch.compile needs a C++ compiler and {named} is not found; install one "
+            "(scripts/setup.sh installs g++) or set train.compile=false"
+        )
+    headers = Path(sysconfig.get_path("include"))
+    if sys.platform == "linux" and not (headers / "Python.h").is_file():
+        raise ConfigError(
+            f"{where}: torch.compile's C++ code includes Python.h, which is not in {headers}; install "
+            "Python's headers (python3-dev; scripts/setup.sh does) or set train.compile=false"
+        )
 
 
 def freeze_parameters(model: Any, patterns: Sequence[str], where: str = "train.freeze") -> list[str]:
@@ -312,7 +345,9 @@ def build_trainer(recipe: Recipe, run_dir: Path, logger: Any, validates: bool = 
 
     options = dict(recipe.trainer)
     options["precision"] = resolve_precision(
-        options.get("precision", "auto"), options.get("accelerator", "auto")
+        options.get("precision", "auto"),
+        options.get("accelerator", "auto"),
+        f"{recipe.path or 'recipe'}: trainer.precision",
     )
     options.setdefault("num_sanity_val_steps", 0)
     if recipe.train.validate_every_n_steps:
