@@ -165,7 +165,7 @@ def time_steps(
 
     setup = _setup(name, recipe_path, device)
     model, loss, optimizer, stems = setup.model, setup.loss, setup.optimizer, setup.stems
-    forward = torch.compile(model.forward) if mode == "compiled" else model
+    forward = torch.compile(model.forward, dynamic=False) if mode == "compiled" else model
     mix = stems.sum(dim=1)  # B, C, T
     times = []
     for step in range(warmup + steps):
@@ -211,7 +211,10 @@ def measure(name: str, recipe: Path, mode: str, args: argparse.Namespace) -> dic
         return f"over {args.timeout} s"
     if done.returncode != 0:
         lines = [line for line in done.stderr.strip().splitlines() if line.strip()]
-        return f"failed: {lines[-1][:80] if lines else done.returncode}"
+        # torch's compiler ends its messages with advice; the exception's own line says what failed
+        errors = [line for line in lines if "Error" in line.split(":")[0] or "Exception" in line]
+        reason = (errors or lines or [str(done.returncode)])[-1]
+        return f"failed: {reason[:120]}"
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 

@@ -274,3 +274,21 @@ def test_a_compiled_run_trains_and_keeps_the_uncompiled_checkpoint_ema_and_expor
     assert used_ema and model.registry_name == "conv_tasnet"
     for key, value in model.state_dict().items():
         assert torch.equal(value, best["sepzoo"]["ema"]["state"][key])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", TRAINABLE)
+def test_every_model_trains_through_the_compiled_training_forward(name):
+    from sepzoo.training.task import SeparationTask
+
+    torch.manual_seed(0)
+    model = create_model(name, **get_model_class(name).test_kwargs).train()
+    loss = build_loss("l1", list(model.sources))
+    task = SeparationTask(model, loss, optimizer=lambda params: torch.optim.Adam(params), compile=True)
+    mix, stems = _inputs(model, model.valid_length(600))
+    for _ in range(2):  # the second call runs the compiled graph without compiling again
+        estimate = task._training_forward(mix, None)
+        total, _ = loss(estimate, stems)
+        total.backward()
+    assert math.isfinite(total.item())
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)

@@ -130,8 +130,10 @@ class SeparationTask(L.LightningModule):
         data_sources: The stems of each batch, in the data's order: their sum is the mixture,
             and the model's sources (all of them, or a subset for a one-target model) are the
             targets. (Default: ``None``, the model's sources)
-        compile: Run the training step's forward pass through ``torch.compile``. Validation
-            runs the model as it is. (Default: ``False``)
+        compile: Run the training step's forward pass through ``torch.compile``, with static
+            shapes (training batches have one shape, or one per ``data.batch_segments`` length;
+            dynamic shapes made inductor fail on Hybrid Demucs). Validation runs the model as
+            it is. (Default: ``False``)
     """
 
     def __init__(
@@ -169,7 +171,7 @@ class SeparationTask(L.LightningModule):
         # parameters keep their names, and checkpoints, the average and exports are those of an
         # uncompiled run. Validation's chunks of varying batch sizes, in evaluation mode (and
         # with some models' float64 Wiener filters), would only compile again and again.
-        self._training_forward = torch.compile(model.forward) if compile else None
+        self._training_forward = torch.compile(model.forward, dynamic=False) if compile else None
 
     def forward(self, mix: Tensor) -> Tensor:
         """Separate a batch of mixtures ``[B, C, T]`` into ``[B, S, C, T]``.
