@@ -1,4 +1,5 @@
-"""Shared fixtures: a small toy data set written once per session, and a tiny training recipe."""
+"""Shared fixtures and helpers: a small toy data set written once per session, a tiny training
+recipe, and a small MUSDB data module over that set."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import os
 from pathlib import Path
 
 import pytest
+
+from sepzoo.data.musdb import MusdbDataModule
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -66,3 +69,21 @@ def tiny_recipe(tmp_path: Path, toy_root: Path) -> Path:
         TINY_RECIPE.format(base=REPO_ROOT / "recipes" / "base.yaml", root=toy_root, runs=tmp_path / "runs")
     )
     return path
+
+
+NO_AUGMENT = {"shift": 0.0, "channel_swap": False, "sign_flip": False, "scale": None, "remix": False}
+"""Data-module keys that switch off every augmentation on by default."""
+
+
+def musdb_module(root: Path, **kwargs) -> MusdbDataModule:
+    """A MUSDB data module of 0.5-s segments in batches of 2 on the toy set at ``root``."""
+    options = {
+        "segment": 0.5,
+        "batch_size": 2,
+        "num_workers": 0,
+        "samples_per_epoch": 8,
+        "valid": "train-tail",
+        "seed": 3,
+        **kwargs,
+    }
+    return MusdbDataModule(root=str(root), **options)

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from conftest import NO_AUGMENT, musdb_module
 from scipy.signal import correlate
 from torch.utils.data import DataLoader
 
@@ -35,21 +36,11 @@ from sepzoo.training.train import run_directory, train
 
 RATE = 44100
 SOURCES = ["drums", "bass", "other", "vocals"]
-PLAIN = {"shift": 0.0, "channel_swap": False, "sign_flip": False, "scale": None, "remix": False}
 DEMUCS = {"shift": 0.1, "channel_swap": True, "sign_flip": True, "scale": (0.25, 1.25), "remix": True}
 
 
 def module(root, **kwargs) -> MusdbDataModule:
-    options = {
-        "segment": 0.5,
-        "batch_size": 2,
-        "num_workers": 0,
-        "samples_per_epoch": 8,
-        "valid": "train-tail",
-        "seed": 3,
-        **kwargs,
-    }
-    datamodule = MusdbDataModule(root=str(root), **options)
+    datamodule = musdb_module(root, **kwargs)
     datamodule.setup("fit")
     return datamodule
 
@@ -65,7 +56,7 @@ def dataset(
 ) -> SegmentDataset:
     """Half-second training segments of ``tracks``, with the Demucs set off unless ``augment``
     says otherwise."""
-    config = AugmentConfig(**{**PLAIN, **augment})
+    config = AugmentConfig(**{**NO_AUGMENT, **augment})
     return SegmentDataset(
         tracks, SOURCES, RATE // 2, RATE, 2, 8, seed=seed, augment=config, production=production
     )
@@ -105,9 +96,9 @@ def test_sign_flip_and_channel_swap_are_polarity_and_channel_shuffle_at_one_half
 
 def test_polarity_and_channel_shuffle_at_one_always_apply_and_at_zero_never():
     stems = torch.randn(4, 2, 64)
-    always = AugmentConfig(**{**PLAIN, "polarity": 1.0, "channel_shuffle": 1.0})
+    always = AugmentConfig(**{**NO_AUGMENT, "polarity": 1.0, "channel_shuffle": 1.0})
     assert torch.equal(augment_stems(stems, always, np.random.default_rng(0), 64, RATE), -stems.flip(1))
-    never = AugmentConfig(**PLAIN)
+    never = AugmentConfig(**NO_AUGMENT)
     assert torch.equal(augment_stems(stems, never, np.random.default_rng(0), 64, RATE), stems)
 
 

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from conftest import NO_AUGMENT, musdb_module
 from scipy.signal import correlate
 
 from sepzoo.data.augment import (
@@ -21,25 +22,9 @@ from sepzoo.data.augment import (
     swap_channels,
 )
 from sepzoo.data.folder import StemFolderDataModule
-from sepzoo.data.musdb import MusdbDataModule
 from sepzoo.data.samplers import PADDING_INDEX, EpochSampler, ShardedEvalSampler
 from sepzoo.data.tracks import read_stems
 from sepzoo.errors import ConfigError, DataError
-
-NO_AUGMENT = {"shift": 0.0, "channel_swap": False, "sign_flip": False, "scale": None, "remix": False}
-
-
-def musdb_module(root: Path, **kwargs) -> MusdbDataModule:
-    options = {
-        "segment": 0.5,
-        "batch_size": 2,
-        "num_workers": 0,
-        "samples_per_epoch": 8,
-        "valid": "train-tail",
-        "seed": 3,
-        **kwargs,
-    }
-    return MusdbDataModule(root=str(root), **options)
 
 
 def first_batch(module) -> torch.Tensor:

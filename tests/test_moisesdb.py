@@ -17,6 +17,7 @@ import pytest
 import soundfile as sf
 import torch
 from cli_helpers import assert_one_line_error, run
+from conftest import TINY_RECIPE
 
 from sepzoo.data.moisesdb import MoisesDbDataModule
 from sepzoo.data.moisesdb_songs import (
@@ -336,48 +337,16 @@ def test_the_cli_reports_bad_moisesdb_input_in_one_line(capsys, tmp_path):
 
 # -- training and scoring through a recipe ------------------------------------------------------------
 
-RECIPE = """\
-extends: {base}
-model:
-  name: conv_tasnet
-  encoder_filters: 16
-  encoder_kernel: 32
-  bottleneck_channels: 16
-  hidden_channels: 24
-  blocks_per_repeat: 2
-  repeats: 1
-  segment: 0.5
-data:
-  name: moisesdb
-  root: {root}
-  segment: 0.5
-  batch_size: 2
-  num_workers: 0
-  samples_per_epoch: 4
-  valid: train-tail
-  valid_max_seconds: 1.0
-trainer:
-  max_steps: 2
-  accelerator: cpu
-  precision: 32-true
-  log_every_n_steps: 1
-  enable_progress_bar: false
-train:
-  audio_examples: 0
-logger:
-  name: csv
-run:
-  root: {runs}
-"""
-
 
 def test_a_recipe_trains_on_moisesdb_and_eval_scores_its_test_songs(moises_root, tmp_path, capsys):
     from sepzoo.training.train import train
 
     recipe = tmp_path / "moises.yaml"
     base = REPO_ROOT / "recipes" / "base.yaml"
-    recipe.write_text(RECIPE.format(base=base, root=moises_root, runs=tmp_path / "runs"))
-    run_dir = train(recipe)
+    recipe.write_text(TINY_RECIPE.format(base=base, root=moises_root, runs=tmp_path / "runs"))
+    on_moisesdb = ["data.name=moisesdb", "data.samples_per_epoch=4", "data.valid_max_seconds=1.0"]
+    shorter = ["trainer.max_steps=2", "train.audio_examples=0", "logger.name=csv"]
+    run_dir = train(recipe, on_moisesdb + shorter)
     assert (run_dir / DONE_MARKER).is_file()
     metrics = (run_dir / "logs" / "metrics.csv").read_text()
     assert "train/loss" in metrics and "valid/nSDR_bass" in metrics
