@@ -85,16 +85,16 @@ def build_components(recipe: Recipe) -> tuple[Any, Any]:
     if recipe.train.init_from is not None:
         _load_initial_weights(model, recipe.train.init_from, recipe.train.init_strict)
     if recipe.train.freeze:
-        frozen = freeze_parameters(model, recipe.train.freeze, f"{recipe.path}: train.freeze")
+        frozen = freeze_parameters(model, recipe.train.freeze, f"{where}: train.freeze")
         total = len(list(model.parameters()))
         log.info("train.freeze: %d of %d parameter tensors frozen", len(frozen), total)
     if recipe.train.lora is not None:  # after init_from: the adapters go on the loaded weights
-        add_lora(model, recipe.train.lora, recipe.seed, f"{recipe.path}: train.lora.targets")
+        add_lora(model, recipe.train.lora, recipe.seed, f"{where}: train.lora.targets")
     # The parameter groups are checked here, before anything is written, as the optimizer sees them.
     group_parameters(
         list(model.named_parameters()),
         recipe.optimizer.param_groups,
-        f"{recipe.path}: optimizer.param_groups",
+        f"{where}: optimizer.param_groups",
     )
     datamodule = DATASETS.get(recipe.data.name)(**recipe.data.kwargs)
     data_sources = list(getattr(datamodule, "sources", model.sources))
