@@ -17,6 +17,8 @@ from typing import Any, ClassVar, Literal
 
 from torch import Tensor, nn
 
+from sepzoo.models.onnx_core import ExportUnsupportedError, OnnxExport
+
 Domain = Literal["waveform", "spectrogram", "hybrid", "oracle"]
 DOMAINS: tuple[str, ...] = ("waveform", "spectrogram", "hybrid", "oracle")
 
@@ -210,6 +212,22 @@ class Separator(nn.Module):
                 (Default: ``None``)
         """
         raise NotImplementedError
+
+    def onnx_export(self, length: int) -> OnnxExport:
+        """The plan for exporting this model to ONNX at chunks of ``length`` samples.
+
+        Models that can be exported override this; the default says there is no export path.
+
+        Args:
+            length: Samples per exported chunk, a valid length of the model.
+
+        Raises:
+            ExportUnsupportedError: The model has no ONNX export path.
+        """
+        raise ExportUnsupportedError(
+            f"{self.registry_name or type(self).__name__} has no ONNX export path"
+            + (" (it needs the reference stems)" if self.needs_references else "")
+        )
 
     def check_input(self, mix: Tensor, references: Tensor | None = None) -> None:
         """Raise ``ValueError`` naming the shape when ``mix``/``references`` do not fit.

@@ -1,0 +1,1 @@
+"""Export of trained separators to deployable formats (ONNX)."""
