@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 
@@ -68,6 +69,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise SepzooError("eval: give a model with -n MODEL or estimates with --estimates DIR (one of them)")
     if args.tracks is not None and args.tracks < 1:
         raise SepzooError(f"--tracks {args.tracks}: expected a positive number of tracks")
+    if args.model is not None:
+        from sepzoo.models.onnx_model import check_backend
+
+        check_backend(args.model, args.backend)
     report = evaluate(
         args.model,
         args.root,
@@ -101,6 +106,9 @@ def cmd_separate(args: argparse.Namespace) -> int:
         args: Parsed arguments.
     """
     from sepzoo.engine.separate import OutputFormat, separate_files
+    from sepzoo.models.onnx_model import check_backend
+
+    check_backend(args.model, args.backend)
 
     output_format = OutputFormat(
         flac=args.flac, int24=args.int24, float32=args.float32, clip_mode=args.clip_mode
@@ -130,6 +138,31 @@ def cmd_export(args: argparse.Namespace) -> int:
     path, used_ema = export_model_file(args.source, args.out, force=args.force)
     weights = "EMA weights" if used_ema else "trained weights (EMA was off)"
     print(f"wrote {path} ({weights})")
+    return 0
+
+
+def cmd_export_onnx(args: argparse.Namespace) -> int:
+    """``sepzoo export-onnx MODEL OUT [--segment S] [--quantize int8] [--force]``.
+
+    Args:
+        args: Parsed arguments.
+    """
+    from sepzoo.export.onnx import export_onnx
+
+    manifest = export_onnx(
+        args.model, args.out, segment=args.segment, quantize=args.quantize, force=args.force
+    )
+    size = sum((Path(args.out) / name).stat().st_size for name in manifest["files"])
+    shown = f"{size / 1e6:.1f} MB" if size >= 1e6 else f"{size / 1e3:.1f} kB"
+    what = "int8 (dynamic quantisation)" if manifest["quantize"] else "fp32"
+    print(
+        f"wrote {args.out}: {manifest['architecture']} as {what}, graph {shown} "
+        f"({', '.join(manifest['files'])}), {manifest['segment_samples']} samples per chunk "
+        f"({manifest['segment']:g} s of track) at {manifest['sample_rate']} Hz"
+    )
+    label = "relative L2 vs torch (measured, not a limit)" if manifest["quantize"] else "relative L2 vs torch"
+    errors = ", ".join(f"{s} {v:.2e}" for s, v in manifest["parity"]["relative_l2"].items())
+    print(f"  {label}: {errors}")
     return 0
 
 

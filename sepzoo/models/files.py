@@ -55,6 +55,7 @@ import torch
 from torch import Tensor
 
 from sepzoo import __version__
+from sepzoo.deploy.runtime import MANIFEST_NAME as EXPORT_MANIFEST
 from sepzoo.errors import CheckpointError, SepzooError, closest
 from sepzoo.io.atomic import atomic_open
 from sepzoo.io.audio import prepare_output
@@ -504,20 +505,41 @@ def _model_by_name(name: str) -> Separator:
     return model
 
 
+def model_source_path(spec: str | Path) -> Path | None:
+    """The file :func:`load_separator` reads for ``spec``: the file itself, or a run directory's
+    checkpoint (see :func:`find_run_checkpoint`); ``None`` for anything else (a registry name,
+    an exported folder, a path that does not exist).
+
+    Args:
+        spec: What a command was given as a model.
+    """
+    path = Path(spec)
+    if path.is_dir():
+        if (path / EXPORT_MANIFEST).is_file():
+            return None
+        return find_run_checkpoint(path)
+    return path if path.is_file() else None
+
+
 def load_separator(spec: str | Path, map_location: str = "cpu") -> Separator | BagOfModels:
     """Resolve what a command was given as a model.
 
-    Accepted, in this order: a model file or a training checkpoint (a file), a run directory
-    (its ``checkpoints/best.ckpt``, else ``checkpoints/last.ckpt``), or the registry name of a
-    model without trainable parameters (an oracle).
+    Accepted, in this order: an exported folder (``sepzoo export-onnx``; it runs with
+    onnxruntime, see :class:`~sepzoo.models.onnx_model.OnnxSeparator`), a model file or a
+    training checkpoint (a file), a run directory (its ``checkpoints/best.ckpt``, else
+    ``checkpoints/last.ckpt``), or the registry name of a model without trainable parameters
+    (an oracle).
 
     Args:
         spec: A file, a run directory or a registry name.
         map_location: Device to put the model on. (Default: ``"cpu"``)
     """
     path = Path(spec)
-    if path.is_dir():
-        path = find_run_checkpoint(path)
+    if path.is_dir() and (path / EXPORT_MANIFEST).is_file():
+        from sepzoo.models.onnx_model import OnnxSeparator
+
+        return OnnxSeparator.from_folder(path)
+    path = model_source_path(spec) or path
     if path.is_file():
         model = _load_file(path)
     elif str(spec) in MODELS:
@@ -578,6 +600,7 @@ __all__ = [
     "load_model_file",
     "load_separator",
     "load_weights",
+    "model_source_path",
     "model_from_file_content",
     "model_from_package",
     "package_model",
