@@ -309,3 +309,28 @@ def test_deploy_separates_without_torch_as_sepzoo_separate_does(exported, tmp_pa
     )
     assert done.returncode == 2 and "already exists; pass --force" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("quantize", [None, "int8"])
+def test_large_graphs_keep_their_weights_in_an_external_data_file(
+    model_file, tmp_path, monkeypatch, quantize
+):
+    import onnx
+
+    import sepzoo.export.onnx as exporter
+
+    monkeypatch.setattr(exporter, "EXTERNAL_DATA_BYTES", 0)  # every graph counts as large
+    out = tmp_path / "out"
+    manifest = export_onnx(model_file, out, quantize=quantize)
+    assert sorted(p.name for p in out.iterdir()) == ["model.onnx", "model.onnx.data", MANIFEST_NAME]
+    assert manifest["files"] == {name: file_digest(out / name) for name in ("model.onnx", "model.onnx.data")}
+    onnx.checker.check_model(str(out / "model.onnx"))
+    chunks = (0.3 * np.random.default_rng(4).standard_normal((3, 2, 2048))).astype(np.float32)
+    stems = load_exported(out).run(chunks)
+    with torch.no_grad():
+        expected = load_separator(model_file).eval()(torch.from_numpy(chunks)).numpy()
+    tolerance = 1e-4 if quantize is None else 0.1
+    assert np.linalg.norm(stems - expected) <= tolerance * np.linalg.norm(expected)
+    (out / "model.onnx.data").write_bytes((out / "model.onnx.data").read_bytes() + b"\0")
+    with pytest.raises(ExportedFolderError, match=r"model\.onnx\.data: sha256 does not match"):
+        load_exported(out)

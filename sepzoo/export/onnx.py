@@ -16,6 +16,7 @@ everything is checked, so a failed export leaves no ``out`` behind.
 from __future__ import annotations
 
 import logging
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -106,17 +107,26 @@ def _write_graph(graph: bytes, folder: Path) -> None:
 
     proto = onnx.load_model_from_string(graph)
     onnx.save_model(
-        proto, str(path), save_as_external_data=True, all_tensors_to_one_file=True, location=DATA_NAME
+        proto,
+        str(path),
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location=DATA_NAME,
+        size_threshold=0,
     )
 
 
 def _quantize(folder: Path) -> None:
-    """Replace the fp32 graph in ``folder`` with onnxruntime's dynamic int8 quantisation."""
+    """Replace the fp32 graph in ``folder`` with onnxruntime's dynamic int8 quantisation (QInt8
+    weights); a graph with external data keeps it in ``model.onnx.data``."""
+    import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     source = folder / GRAPH_NAME
     external = (folder / DATA_NAME).exists()
-    target = folder / "model.int8.onnx"
+    work = folder / "quantize"
+    work.mkdir()
+    target = work / GRAPH_NAME
     root = logging.getLogger()
     level = root.level
     root.setLevel(logging.ERROR)  # onnxruntime suggests its pre-processing on the root logger
@@ -128,9 +138,18 @@ def _quantize(folder: Path) -> None:
         root.setLevel(level)
     source.unlink()
     (folder / DATA_NAME).unlink(missing_ok=True)
-    target.replace(source)
-    if external and (folder / "model.int8.onnx.data").exists():
-        raise SepzooError(f"{folder}: the quantised graph's external data was not written as {DATA_NAME}")
+    if external:  # saved again so that the graph names its data file as the manifest does
+        onnx.save_model(
+            onnx.load(str(target)),
+            str(source),
+            save_as_external_data=True,
+            all_tensors_to_one_file=True,
+            location=DATA_NAME,
+            size_threshold=0,
+        )
+    else:
+        target.replace(source)
+    shutil.rmtree(work)
 
 
 def _graph_errors(folder: Path, plan: Any, mix: np.ndarray, reference: np.ndarray) -> list[float]:
