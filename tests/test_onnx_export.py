@@ -334,3 +334,55 @@ def test_large_graphs_keep_their_weights_in_an_external_data_file(
     (out / "model.onnx.data").write_bytes((out / "model.onnx.data").read_bytes() + b"\0")
     with pytest.raises(ExportedFolderError, match=r"model\.onnx\.data: sha256 does not match"):
         load_exported(out)
+
+
+class FourStems(Separator):
+    """A convolution into the toy set's four stems at 44.1 kHz."""
+
+    def __init__(self, segment: float = 0.5) -> None:
+        super().__init__(sources=["drums", "bass", "other", "vocals"], sample_rate=44100, segment=segment)
+        self.conv = nn.Conv1d(2, 8, 5, padding=2)
+
+    def forward(self, mix: Tensor, references: Tensor | None = None) -> Tensor:
+        return self.conv(mix).view(mix.shape[0], 4, 2, mix.shape[-1])
+
+    def onnx_export(self, length: int) -> OnnxExport:
+        return OnnxExport(_Forward(self), "waveform", {})
+
+
+class _Forward(nn.Module):
+    def __init__(self, model: Separator) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, mix: Tensor) -> Tensor:
+        return self.model(mix)
+
+
+def test_eval_scores_an_exported_folder_as_its_model(tmp_path, capsys):
+    from sepzoo.data.toy import generate_toy_musdb
+
+    register_model("onnx_test_four")(FourStems)
+    try:
+        root = generate_toy_musdb(tmp_path / "toy", tracks=1, test_tracks=1, seconds=1.5, seed=0)
+        path = save_model_file(FourStems(), tmp_path / "four.sepzoo")
+        assert main(["export-onnx", str(path), str(tmp_path / "four-onnx")]) == 0
+        scores = []
+        for model, out in ((path, "torch"), (tmp_path / "four-onnx", "onnx")):
+            command = [
+                "eval",
+                "-n",
+                str(model),
+                "--root",
+                str(root),
+                "-o",
+                str(tmp_path / out),
+                "--shifts",
+                "1",
+            ]
+            assert main(command) == 0, capsys.readouterr().err
+            scores.append(json.loads((tmp_path / out / "summary.json").read_text())["nSDR"])
+    finally:
+        MODELS._entries.pop("onnx_test_four", None)
+    assert scores[0].keys() == scores[1].keys()
+    assert all(abs(scores[0][s] - scores[1][s]) < 1e-3 for s in scores[0])

@@ -102,7 +102,10 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _eval_arguments(p: argparse.ArgumentParser) -> None:
-    _add_model_name(p, "model file, training checkpoint, run directory, bag, or oracle name")
+    _add_model_name(
+        p,
+        "model file, training checkpoint, run directory, bag, oracle name, or exported folder (export-onnx)",
+    )
     p.add_argument(
         "--estimates",
         help="score estimates already on disk: DIR/<track>/<source>.wav or DIR/<subset>/<track>/<source>.wav",
@@ -141,7 +144,9 @@ def _separate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "files", nargs="+", help="audio files: wav, flac (soundfile); mp3, m4a, stem.mp4 (through ffmpeg)"
     )
-    _add_model_name(p, "model file, training checkpoint or run directory", required=True)
+    _add_model_name(
+        p, "model file, training checkpoint, run directory, or exported folder (export-onnx)", required=True
+    )
     _add_out(p, "output folder: OUT/<file stem>/<source>.wav")
     _add_engine_options(p, "cpu, cuda or cuda:N")
     p.add_argument(
