@@ -201,6 +201,11 @@ def test_missing_or_altered_graph_is_refused(exported, tmp_path, capsys):
     (altered / "model.onnx").write_bytes(bytes(data))
     with pytest.raises(ExportedFolderError, match="sha256 does not match the manifest"):
         load_separator(altered)
+    # An exported folder is not a model file: it cannot be saved into one, nor into a bag file.
+    bag = tmp_path / "bag.sepzoo"
+    assert main(["bag", str(exported), str(exported), "-o", str(bag)]) == 2
+    assert "cannot be saved in a model or bag file" in capsys.readouterr().err
+    assert not bag.exists()
     wav = tmp_path / "mix.wav"
     soundfile.write(wav, np.zeros((800, 2), dtype=np.float32), RATE)
     assert main(["separate", str(wav), "-n", str(altered), "-o", str(tmp_path / "stems")]) == 2

@@ -207,7 +207,14 @@ def package_model(model: Separator) -> dict[str, Any]:
     Args:
         model: A registered separator.
     """
+    from sepzoo.models.onnx_model import OnnxSeparator
+
     name = model.registry_name
+    if isinstance(model, OnnxSeparator):
+        raise CheckpointError(
+            f"{name}: an exported (ONNX) model cannot be saved in a model or bag file; "
+            "save the model it was exported from"
+        )
     if name is None:
         raise ValueError(f"{type(model).__name__} is not a registered model; register it to save it")
     state = {key: value.detach().to("cpu").contiguous() for key, value in model.state_dict().items()}
