@@ -391,3 +391,30 @@ def test_eval_scores_an_exported_folder_as_its_model(tmp_path, capsys):
         MODELS._entries.pop("onnx_test_four", None)
     assert scores[0].keys() == scores[1].keys()
     assert all(abs(scores[0][s] - scores[1][s]) < 1e-3 for s in scores[0])
+
+
+def test_every_deploy_module_and_adapter_imports_without_torch():
+    script = textwrap.dedent(
+        """
+        import importlib, pkgutil, sys
+
+        class NoTorch:
+            def find_spec(self, name, path=None, target=None):
+                if name == "torch" or name.startswith("torch."):
+                    raise ImportError("torch is not installed here: " + name)
+                return None
+
+        sys.meta_path.insert(0, NoTorch())
+        import sepzoo.deploy
+        from sepzoo.deploy.adapters import ADAPTER_MODULES
+
+        names = [m.name for m in pkgutil.iter_modules(sepzoo.deploy.__path__, "sepzoo.deploy.")]
+        for name in sorted({*names, *ADAPTER_MODULES.values()}):
+            importlib.import_module(name)
+        print(len(names))
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert int(done.stdout) >= 4  # adapters, dsp, runtime, __main__
