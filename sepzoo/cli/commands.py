@@ -163,6 +163,9 @@ def cmd_export_onnx(args: argparse.Namespace) -> int:
     label = "relative L2 vs torch (measured, not a limit)" if manifest["quantize"] else "relative L2 vs torch"
     errors = ", ".join(f"{s} {v:.2e}" for s, v in manifest["parity"]["relative_l2"].items())
     print(f"  {label}: {errors}")
+    if "fp32_relative_l2" in manifest["parity"]:
+        checked = ", ".join(f"{s} {v:.2e}" for s, v in manifest["parity"]["fp32_relative_l2"].items())
+        print(f"  fp32 graph before quantisation, relative L2 vs torch: {checked}")
     return 0
 
 
