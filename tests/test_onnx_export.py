@@ -418,3 +418,13 @@ def test_every_deploy_module_and_adapter_imports_without_torch():
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert int(done.stdout) >= 4  # adapters, dsp, runtime, __main__
+
+
+def test_training_cannot_start_from_an_exported_folder(exported, tiny_recipe):
+    from sepzoo.errors import CheckpointError
+    from sepzoo.training.recipe import load_recipe
+    from sepzoo.training.train import build_components
+
+    overrides = [f"train.init_from={exported}", "train.init_strict=false"]
+    with pytest.raises(CheckpointError, match="exported \\(ONNX\\) folder, which holds no torch weights"):
+        build_components(load_recipe(tiny_recipe, overrides))
