@@ -256,7 +256,7 @@ def test_model_files_keep_the_combination_and_old_bag_files_load_as_means(tmp_pa
     assert load_model_file(tmp_path / "old.sepzoo").combination == Combination()
 
 
-def test_cli_bag_with_mode_and_domain_end_to_end(capsys, tmp_path, toy_root):
+def test_cli_bag_with_mode_and_domain_end_to_end(capsys, tmp_path):
     files = tiny_files(tmp_path, [["drums", "bass", "other", "vocals"]] * 2)
     out = tmp_path / "out.sepzoo"
     args = ["--mode", "max", "--domain", "spec", "--n-fft", "512", "--hop", "128"]
@@ -270,6 +270,14 @@ def test_cli_bag_with_mode_and_domain_end_to_end(capsys, tmp_path, toy_root):
     members = [apply_model(member, mix).unsqueeze(0) for member in bag.members]
     expected = spec_reference(members, "max", 512, 128)[0]
     torch.testing.assert_close(apply_model(bag, mix), expected, atol=1e-5, rtol=0)
+
+
+def test_eval_scores_a_bag_with_a_mode(capsys, tmp_path, toy_root):
+    # Oracles run in no time, and a bag of them passes the references to its members.
+    bag = BagOfModels(
+        [create_model(name) for name in ("irm1", "ibm1", "mix")], combination=Combination("median", "spec")
+    )
+    out = save_model_file(bag, tmp_path / "bag.sepzoo")
     code, _, err = run(
         capsys, "eval", "-n", str(out), "--root", str(toy_root), "-o", str(tmp_path / "ev"), "--tracks", "1"
     )
