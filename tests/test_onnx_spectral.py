@@ -18,7 +18,7 @@ def _tiny(name: str, **overrides):
     return cls(**{**cls.test_kwargs, **overrides}).eval()
 
 
-@pytest.mark.parametrize("name", ["bsrnn", "bs_roformer", "mel_band_roformer"])
+@pytest.mark.parametrize("name", ["bsrnn", "bs_roformer", "mel_band_roformer", "mdx23c"])
 def test_onnx_parity(name: str) -> None:
     model = _tiny(name)
     length = model.valid_length(1000)
