@@ -249,6 +249,28 @@ def _bag_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("members", nargs="+", help="model files, training checkpoints or run directories")
     _add_out(p, "model file to write (.sepzoo)")
     p.add_argument("--sources", nargs="+", help="the bag's source order (default: the members', in order)")
+    p.add_argument(
+        "--mode",
+        choices=("mean", "median", "min", "max"),
+        default="mean",
+        help="how the members combine per source: weighted mean, median, or the value of smallest/largest "
+        "magnitude; modes other than mean need members with the same sources (default: mean)",
+    )
+    p.add_argument(
+        "--domain",
+        choices=("wave", "spec"),
+        default="wave",
+        help="combine per waveform sample or per STFT bin (default: wave)",
+    )
+    p.add_argument("--n-fft", type=int, help="STFT size with --domain spec (default: 2048)")
+    p.add_argument("--hop", type=int, help="STFT hop with --domain spec (default: 512)")
+    p.add_argument(
+        "--weights",
+        nargs="+",
+        metavar="W",
+        help="with --mode mean, one weight per member: a number for all its sources, or one per bag "
+        "source separated by commas (0 where it does not estimate the source) (default: 1 each)",
+    )
     _add_flags(p, {"--force": "overwrite an existing model file"})
 
 
@@ -355,7 +377,8 @@ _COMMANDS: tuple[_Command, ...] = (
         help="join models (e.g. one per target) into one model file",
         arguments=_bag_arguments,
         description="Join model files, training checkpoints or run directories into a bag of models: "
-        "each source is the average of the members that estimate it (weight 1 each).",
+        "each source is the (weighted) average of the members that estimate it, or with --mode their "
+        "median, minimum or maximum, per waveform sample or, with --domain spec, per STFT bin.",
     ),
     _Command("models", help="list registered models: name, domain, parameters at default settings"),
     _Command(

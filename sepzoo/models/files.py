@@ -31,7 +31,12 @@ A bag of models is saved as::
         "sources": [str, ...],
         "sample_rate": int,
         "metadata": dict,
+        "combination": {"mode": str, "domain": str, "n_fft": int, "hop": int},
     }
+
+A bag that is not a weighted mean of waveforms is written as version 2, so that a sepzoo from
+before ensemble modes refuses it instead of averaging it; a bag file without ``"combination"``
+(every version-1 file) is a weighted mean of waveforms.
 
 Training checkpoints are Lightning ``.ckpt`` files whose ``"sepzoo"`` entry is a plain dict
 with ``"format": "sepzoo.train"``, the model's ``{"name", "kwargs"}`` and, when enabled, the
@@ -60,7 +65,7 @@ from sepzoo.errors import CheckpointError, SepzooError, closest
 from sepzoo.io.atomic import atomic_open
 from sepzoo.io.audio import prepare_output
 from sepzoo.models import MODELS, get_model_class
-from sepzoo.models.bag import BagOfModels
+from sepzoo.models.bag import BagOfModels, Combination
 from sepzoo.models.base import Separator
 from sepzoo.models.lora import merge_adapters, restore_adapters
 
@@ -68,6 +73,7 @@ MODEL_FORMAT = "sepzoo.model"
 BAG_FORMAT = "sepzoo.bag"
 TRAIN_FORMAT = "sepzoo.train"
 FORMAT_VERSION = 1
+BAG_FORMAT_VERSION = 2  # version 2 adds the members' combination
 MODEL_SUFFIX = ".sepzoo"
 
 _MAX_LISTED_KEYS = 5
@@ -324,11 +330,13 @@ def _file_content(model: Separator | BagOfModels, metadata: Mapping[str, Any]) -
     if isinstance(model, BagOfModels):
         members = [package_model(member) for member in model.members]
         weights = [list(map(float, row)) for row in model.weights]
+        combination = model.combination
         return {
             "format": BAG_FORMAT,
-            "version": FORMAT_VERSION,
+            "version": FORMAT_VERSION if combination.is_default else BAG_FORMAT_VERSION,
             "members": members,
             "weights": weights,
+            "combination": combination.as_dict(),
             **common,
         }
     return {"format": MODEL_FORMAT, "version": FORMAT_VERSION, **package_model(model), **common}
@@ -363,9 +371,10 @@ def save_model_file(
 
 
 def _check_version(kind: str, version: Any, path: Path) -> None:
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    newest = BAG_FORMAT_VERSION if kind == BAG_FORMAT else FORMAT_VERSION
+    if not isinstance(version, int) or version > newest:
         raise CheckpointError(
-            f"{path}: {kind} version {version!r} is not supported (this sepzoo reads up to {FORMAT_VERSION})"
+            f"{path}: {kind} version {version!r} is not supported (this sepzoo reads up to {newest})"
         )
 
 
@@ -397,8 +406,14 @@ def model_from_file_content(content: Mapping[str, Any], path: str | Path) -> Sep
         if not isinstance(member, Mapping):
             raise CheckpointError(f"{path}: bag member {index} is a {type(member).__name__}, not a dict")
         models.append(model_from_package(member, f"{path} (bag member {index})"))
+    settings = content.get("combination", {})
+    if not isinstance(settings, Mapping) or set(settings) - {"mode", "domain", "n_fft", "hop"}:
+        raise CheckpointError(
+            f"{path}: a bag's 'combination' must be a dict of mode, domain, n_fft and hop, got {settings!r}"
+        )
     try:
-        return BagOfModels(models, content.get("weights"), content.get("sources"))
+        combination = Combination(**settings)
+        return BagOfModels(models, content.get("weights"), content.get("sources"), combination)
     except ValueError as exc:
         raise CheckpointError(f"{path}: {exc}") from None
 
