@@ -22,6 +22,7 @@ ADAPTER_MODULES: dict[str, str] = {
     "waveform": "sepzoo.deploy.adapters",
     "spectral_mask": "sepzoo.deploy.spectral",
     "spectral_stems": "sepzoo.deploy.spectral",
+    "hybrid_demucs": "sepzoo.deploy.hybrid",
 }
 """Adapter name -> the module that registers it."""
 

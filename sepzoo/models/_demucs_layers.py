@@ -52,10 +52,19 @@ def frame_signal(x: Tensor, width: int, hop: int) -> Tensor:
         width: Frame length.
         hop: Distance between frame starts.
     """
-    length = x.shape[-1]
+    # A Python integer also while tracing, where sizes are tensors: a padding computed in the
+    # graph leaves the exporter without the static length that unfold needs.
+    length = int(x.shape[-1])
     frames = math.ceil(length / hop)
     padded = F.pad(x, (0, (frames - 1) * hop + width - length))
-    return padded.unfold(-1, width, hop)
+    if width % hop:
+        return padded.unfold(-1, width, hop)
+    # Hop-long blocks, each frame the concatenation of width / hop consecutive ones: the same
+    # values as unfold, in ops an exported graph has (the ONNX exporter's unfold needs sizes that
+    # its shape inference does not always keep).
+    pieces = width // hop
+    blocks = padded.reshape(*padded.shape[:-1], frames + pieces - 1, hop)  # ..., N + P - 1, hop
+    return torch.cat([blocks[..., piece : piece + frames, :] for piece in range(pieces)], dim=-1)
 
 
 class BidirectionalLSTM(nn.Module):
@@ -159,7 +168,8 @@ class LocalAttention(nn.Module):
             decay_weights = torch.sigmoid(self.decay_query(x).view(batch, self.heads, -1, length)) / 2
             penalty = -rates.view(-1, 1, 1) * distance.abs() / self.decay_rates**0.5  # D, T, T
             scores = scores + torch.einsum("dkq,bhdq->bhkq", penalty, decay_weights)
-        scores = scores.masked_fill(torch.eye(length, device=x.device, dtype=torch.bool), -100)
+        # The diagonal as ``distance == 0`` rather than a boolean eye, which onnxruntime lacks.
+        scores = scores.masked_fill(distance == 0, -100)
         weights = torch.softmax(scores, dim=2)  # normalised over keys
         content = self.content(x).view(batch, self.heads, -1, length)  # B, H, C/H, T
         attended = torch.einsum("bhkq,bhck->bhcq", weights, content).reshape(batch, channels, length)

@@ -233,13 +233,26 @@ class HTDemucs(HybridDemucs):
         length = mix.shape[-1]
         if self.training or not self.use_train_segment:
             return super().forward(mix)
+        padded = F.pad(mix, (0, self.network_length(length) - length))  # B, C, T_train
+        return super().forward(padded)[..., :length]  # B, S, C, T
+
+    def network_length(self, length: int) -> int:
+        """The training segment in evaluation (with ``use_train_segment``), else ``length``.
+
+        Args:
+            length: Samples of the input.
+
+        Raises:
+            ValueError: ``length`` is above the training segment.
+        """
+        if self.training or not self.use_train_segment:
+            return length
         if length > self.training_length:
             raise ValueError(
                 f"htdemucs evaluates at most {self.training_length} samples at once (its training "
                 f"segment), got {length}; separate longer inputs with sepzoo.engine.apply.apply_model"
             )
-        padded = F.pad(mix, (0, self.training_length - length))  # B, C, T_train
-        return super().forward(padded)[..., :length]  # B, S, C, T
+        return self.training_length
 
     def _bottleneck(self, freq: Tensor, time: Tensor | None) -> tuple[Tensor, Tensor | None]:
         """Run the innermost encodings of both branches through the cross-domain transformer."""

@@ -48,6 +48,7 @@ from sepzoo.models._demucs_layers import (
     residual_options,
 )
 from sepzoo.models.base import Separator
+from sepzoo.models.onnx_core import OnnxExport
 
 WIENER_WINDOW = 300
 """Frames the Wiener filter handles at once; its statistics are those of each window."""
@@ -344,7 +345,7 @@ class BandSplitEncoderLayer(nn.Module):
         """
         if inject is not None:
             raise ValueError("a band-split layer cannot take the temporal branch's features")
-        rows = x.shape[2]
+        rows = int(x.shape[2])  # a Python integer also while tracing, for the band edges
         start = 0
         outputs = []
         for ratio, band in zip([*self.ratios, None], self.bands):
@@ -393,7 +394,7 @@ class BandSplitDecoderLayer(nn.Module):
             skip: The encoder's output at this depth.
             length: Unused (frequency layers keep their time length).
         """
-        rows = x.shape[2]
+        rows = int(x.shape[2])  # a Python integer also while tracing, for the band edges
         # The outer edges lose half a stride each, rounded down at the start and up at the end.
         head, tail = self.stride // 2, -(-self.stride // 2)
         start = 0
@@ -415,6 +416,34 @@ class BandSplitDecoderLayer(nn.Module):
             start = end
         out = torch.cat(outputs, dim=2)  # B, C_out, Fr', T
         return (out if self.last else F.gelu(out)), None
+
+
+class HybridCore(nn.Module):
+    """:meth:`HybridDemucs.network` as a module of its own (the model's layers, no copies): the
+    graph of an ONNX export.
+
+    Its inputs are ``mix`` ``[B, C, T]`` and ``spec`` ``[B, C', Fr, N]`` (``spec`` alone without
+    the temporal branch); its outputs ``time`` ``[B, S, C, T]`` and ``freq``
+    ``[B, S, C', Fr, N]`` (``freq`` alone without the temporal branch).
+
+    Args:
+        model: The Hybrid (or HT) Demucs.
+    """
+
+    def __init__(self, model: HybridDemucs) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, *inputs: Tensor) -> Tensor | tuple[Tensor, Tensor]:
+        """The branches' outputs for their inputs.
+
+        Args:
+            *inputs: ``mix`` and ``spec``, or ``spec`` alone without the temporal branch.
+        """
+        if not self.model.hybrid:
+            return self.model.network(None, *inputs)[1]
+        time, freq = self.model.network(*inputs)
+        return time, freq
 
 
 @dataclass(frozen=True)
@@ -737,18 +766,40 @@ class HybridDemucs(Separator):
     def forward(self, mix: Tensor, references: Tensor | None = None) -> Tensor:
         self.check_input(mix, references)
         length = mix.shape[-1]
-        if not self.hybrid and length <= self.nfft // 2:
-            # The STFT's own reflect padding needs more samples than half a frame.
-            padded = F.pad(mix, (0, self.nfft // 2 + 1 - length))
-            return self.forward(padded)[..., :length]
-        batch, sources = mix.shape[0], len(self.sources)
+        padded_length = self.network_length(length)
+        if padded_length != length:
+            return self.forward(F.pad(mix, (0, padded_length - length)))[..., :length]
         spectrum = self._spectrogram(mix)  # B, C, Fr, N (complex)
-        x = self._network_input(spectrum)  # B, C', Fr, N
+        time, freq = self.network(mix if self.hybrid else None, self._network_input(spectrum))
+        stems = self._stem_spectrograms(spectrum, freq)  # B, S, C, Fr, N (complex)
+        out = self._waveform(stems, length)  # B, S, C, T
+        return out if time is None else time + out
+
+    def network(self, mix: Tensor | None, spec: Tensor) -> tuple[Tensor | None, Tensor]:
+        """The two branches, from their inputs to their outputs, in real arithmetic only: what
+        :meth:`forward` runs between the STFT and the inverse STFT, and what an ONNX export
+        traces.
+
+        Args:
+            mix: The mixture ``[B, C, T]``, input of the temporal branch; ``None`` without one
+                (``hybrid=False``).
+            spec: The frequency branch's input ``[B, C', Fr, N]``: the STFT's real and imaginary
+                parts as channels (``C' = 2C``, channel ``2c + k`` holds part ``k`` of channel
+                ``c``) with ``cac``, else its magnitudes (``C' = C``).
+
+        Returns:
+            ``(time, freq)``: the temporal branch's stems ``[B, S, C, T]`` (``None`` without
+            it) and the frequency branch's output ``[B, S, C', Fr, N]`` in the layout of
+            ``spec``, both in the scale of the inputs.
+        """
+        batch, sources = spec.shape[0], len(self.sources)
         # Standardised per item (unbiased standard deviation, as trained).
-        mean = x.mean(dim=(1, 2, 3), keepdim=True)
-        std = x.std(dim=(1, 2, 3), keepdim=True)
-        x = (x - mean) / (1e-5 + std)
-        if self.hybrid:
+        mean = spec.mean(dim=(1, 2, 3), keepdim=True)
+        std = spec.std(dim=(1, 2, 3), keepdim=True)
+        x = (spec - mean) / (1e-5 + std)
+        xt = None
+        if mix is not None:
+            length = mix.shape[-1]
             time_mean = mix.mean(dim=(1, 2), keepdim=True)
             # One mono sample has no standard deviation; it is then taken as zero.
             time_std = torch.nan_to_num(mix.std(dim=(1, 2), keepdim=True), nan=0.0)
@@ -771,7 +822,7 @@ class HybridDemucs(Separator):
                 x = x + self.freq_emb * self.freq_embedding(x.shape[-2])[None, :, :, None]
             skips.append(x)
 
-        x, xt = self._bottleneck(x, xt if self.hybrid else None)
+        x, xt = self._bottleneck(x, xt)
         for index in reversed(range(self.depth)):
             x, before = self.freq_decoder[index](x, skips.pop(), lengths.pop())  # B, C_l-1, Fr, N
             if index < len(self.time_decoder):
@@ -781,15 +832,62 @@ class HybridDemucs(Separator):
                 else:
                     xt, _ = time_layer(xt, time_skips.pop(), time_lengths.pop())
 
-        frequencies, frames = spectrum.shape[-2:]
+        frequencies, frames = spec.shape[-2:]
         x = x.view(batch, sources, -1, frequencies, frames)  # B, S, C', Fr, N
-        x = x * std[:, None] + mean[:, None]
-        stems = self._stem_spectrograms(spectrum, x)  # B, S, C, Fr, N (complex)
-        out = self._waveform(stems, length)  # B, S, C, T
-        if self.hybrid:
-            xt = xt.view(batch, sources, -1, length)  # B, S, C, T
-            out = out + xt * time_std[:, None] + time_mean[:, None]
-        return out
+        freq = x * std[:, None] + mean[:, None]
+        if mix is None:
+            return None, freq
+        xt = xt.view(batch, sources, -1, length)  # B, S, C, T
+        return xt * time_std[:, None] + time_mean[:, None], freq
+
+    def network_length(self, length: int) -> int:
+        """Samples the network runs on for an input of ``length`` samples: ``forward`` pads the
+        input with zeros at the end to this length and cuts its stems back.
+
+        Args:
+            length: Samples of the input.
+        """
+        if not self.hybrid and length <= self.nfft // 2:
+            # The STFT's own reflect padding needs more samples than half a frame.
+            return self.nfft // 2 + 1
+        return length
+
+    def onnx_export(self, length: int) -> OnnxExport:
+        """The export plan: the zero padding to :meth:`network_length`, the STFT, the Wiener
+        filter (``cac=False``), the inverse STFT and the sum of the branches stay outside the
+        graph, which is :meth:`network` (adapter ``"hybrid_demucs"`` of
+        :mod:`sepzoo.deploy.hybrid`).
+
+        Args:
+            length: Samples per exported chunk.
+        """
+        hybrid = self.hybrid
+        settings = {
+            "length": int(length),
+            "padded_length": int(self.network_length(length)),
+            "sources": len(self.sources),
+            "audio_channels": self.audio_channels,
+            "nfft": self.nfft,
+            "hop": self.hop,
+            "window": "hann",
+            "normalized": True,
+            "pad_mode": "reflect",
+            "hybrid": hybrid,
+            "hybrid_old": self.hybrid_old,
+            "cac": self.cac,
+            "wiener_iters": self.wiener_iters,
+            "wiener_residual": self.wiener_residual,
+            "wiener_window": WIENER_WINDOW,
+            "spec_layout": "B,C*2,Fr,N" if self.cac else "B,C,Fr,N",
+            "freq_layout": "B,S,C*2,Fr,N" if self.cac else "B,S,C,Fr,N",
+        }
+        return OnnxExport(
+            core=HybridCore(self),
+            adapter="hybrid_demucs",
+            settings=settings,
+            input_names=["mix", "spec"] if hybrid else ["spec"],
+            output_names=["time", "freq"] if hybrid else ["freq"],
+        )
 
     def _bottleneck(self, freq: Tensor, time: Tensor | None) -> tuple[Tensor, Tensor | None]:
         """What the decoders start from, given the innermost encodings of both branches.
@@ -869,6 +967,7 @@ __all__ = [
     "BandSplitEncoderLayer",
     "FrequencyEmbedding",
     "HybridDecoderLayer",
+    "HybridCore",
     "HybridDemucs",
     "HybridEncoderLayer",
     "LayerPlan",
