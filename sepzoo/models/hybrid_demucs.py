@@ -22,6 +22,12 @@ branch; the top frequency bin is dropped, leaving ``nfft / 2`` bins for the stri
 complex-as-channels (``cac=False``) the network predicts magnitudes, and the complex stems come
 from the mixture's phase, refined by the multichannel Wiener filter of Open-Unmix when
 ``wiener_iters >= 0`` (Nugraha, Liutkus & Vincent 2016).
+
+``forward`` is the STFT, :meth:`HybridDemucs.network` (both branches, real arithmetic only: the
+mixture and the spectrum's real and imaginary channels or magnitudes in, the temporal stems and
+the frequency branch's output out), the stems' complex spectra (with the Wiener filter) and the
+inverse STFT plus the temporal stems. An ONNX export traces ``network``; the steps around it run
+in NumPy (:mod:`sepzoo.deploy.hybrid`).
 """
 
 from __future__ import annotations
