@@ -418,3 +418,37 @@ def test_the_comparison_records_and_prints_the_equivalence_tests(tmp_path):
         "equivalent within the margin" in table
     )
     assert "vocals  tasnet-int8 vs tasnet: median -1.04 dB over 8 tracks, Holm p 1: worse" in table
+
+
+@pytest.mark.slow
+def test_compare_scores_ready_made_models_and_reports_the_pairs_equivalence(toy_root, tmp_path, monkeypatch):
+    from sepzoo.experiments.records import read_comparison_file
+    from sepzoo.models import create_model, get_model_class
+    from sepzoo.models.files import save_model_file
+
+    model = create_model("conv_tasnet", **get_model_class("conv_tasnet").test_kwargs)
+    first = save_model_file(model, tmp_path / "first.sepzoo")
+    second = save_model_file(model, tmp_path / "second.sepzoo", metadata={"copy": True})
+    recipe = tmp_path / "ready.yaml"
+    recipe.write_text(
+        f"name: ready\ndata: {{root: {toy_root}}}\nbudget: {{steps: 1}}\n"
+        f"models:\n  - {{path: {first}, label: original}}\n  - {{path: {second}, label: copy}}\n"
+        "statistics: {resamples: 100, equivalence_margin_db: 0.1, equivalence: [[copy, original]]}\n"
+        f"excerpt: {{seconds: 1.0}}\nwandb: {{mode: disabled}}\nout: {tmp_path / 'out'}\n"
+    )
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    assert main(["compare", str(recipe)]) == 0
+    comparison = read_comparison_file(tmp_path / "out" / "comparison.json")
+    assert [(s.label, s.model, s.kind, s.runs[0].spec) for s in comparison.systems] == [
+        ("original", "conv_tasnet", "trained", str(first)),
+        ("copy", "conv_tasnet", "trained", str(second)),
+    ]
+    tests = comparison.equivalence
+    assert [(t.exported, t.original, t.source) for t in tests] == [("copy", "original", s) for s in SOURCES]
+    # The same weights score the same, but two test tracks cannot reach alpha: 4 / 2**2 >= 0.05.
+    assert all(
+        t.count == 2 and t.median_difference == 0 and t.verdict == "not shown (n too small)" for t in tests
+    )
+    page = (tmp_path / "out" / "report.html").read_text()
+    assert 'id="equivalence-table"' in page
+    assert "not shown (n too small)" in (tmp_path / "out" / "table.txt").read_text()

@@ -9,6 +9,9 @@ models means little without its uncertainty. Three tools:
   per-track differences: the mean difference with a bootstrap interval, and the two-sided
   Wilcoxon signed-rank test's p-value;
 * :func:`seed_spread`: the mean and sample standard deviation of a score over training seeds.
+* :func:`equivalence_tests`: an exported (e.g. quantised) model against the model it came
+  from: TOST with two one-sided exact Wilcoxon signed-rank tests on the per-track differences,
+  Holm-adjusted across sources, with a verdict per source.
 
 Tracks with a NaN score (BSSEval on a track with a silent stem) are left out, pairwise.
 """
