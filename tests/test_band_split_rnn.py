@@ -140,7 +140,7 @@ def test_sequence_norm_is_a_one_group_group_norm():
 
 
 class UnitMask(nn.Module):
-    """A mask estimator stand-in whose mask is 1 + 0j everywhere."""
+    """A mask estimator stand-in whose mask is 1 + 0j everywhere (real and imaginary parts last)."""
 
     def __init__(self, channels: int, bins: int) -> None:
         super().__init__()
@@ -149,7 +149,8 @@ class UnitMask(nn.Module):
 
     def forward(self, features: Tensor) -> Tensor:
         batch, _, frames, _ = features.shape
-        return torch.ones(batch, self.channels, self.bins, frames, dtype=torch.complex64)
+        ones = torch.ones(batch, self.channels, self.bins, frames)
+        return torch.stack([ones, torch.zeros_like(ones)], dim=-1)
 
 
 @pytest.mark.parametrize(

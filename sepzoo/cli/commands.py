@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 
@@ -68,6 +69,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise SepzooError("eval: give a model with -n MODEL or estimates with --estimates DIR (one of them)")
     if args.tracks is not None and args.tracks < 1:
         raise SepzooError(f"--tracks {args.tracks}: expected a positive number of tracks")
+    if args.model is not None:
+        from sepzoo.models.onnx_model import check_backend
+
+        check_backend(args.model, args.backend)
     report = evaluate(
         args.model,
         args.root,
@@ -101,6 +106,9 @@ def cmd_separate(args: argparse.Namespace) -> int:
         args: Parsed arguments.
     """
     from sepzoo.engine.separate import OutputFormat, separate_files
+    from sepzoo.models.onnx_model import check_backend
+
+    check_backend(args.model, args.backend)
 
     output_format = OutputFormat(
         flac=args.flac, int24=args.int24, float32=args.float32, clip_mode=args.clip_mode
@@ -130,6 +138,34 @@ def cmd_export(args: argparse.Namespace) -> int:
     path, used_ema = export_model_file(args.source, args.out, force=args.force)
     weights = "EMA weights" if used_ema else "trained weights (EMA was off)"
     print(f"wrote {path} ({weights})")
+    return 0
+
+
+def cmd_export_onnx(args: argparse.Namespace) -> int:
+    """``sepzoo export-onnx MODEL OUT [--segment S] [--quantize int8] [--force]``.
+
+    Args:
+        args: Parsed arguments.
+    """
+    from sepzoo.export.onnx import export_onnx
+
+    manifest = export_onnx(
+        args.model, args.out, segment=args.segment, quantize=args.quantize, force=args.force
+    )
+    size = sum((Path(args.out) / name).stat().st_size for name in manifest["files"])
+    shown = f"{size / 1e6:.1f} MB" if size >= 1e6 else f"{size / 1e3:.1f} kB"
+    what = "int8 (dynamic quantisation)" if manifest["quantize"] else "fp32"
+    print(
+        f"wrote {args.out}: {manifest['architecture']} as {what}, graph {shown} "
+        f"({', '.join(manifest['files'])}), {manifest['segment_samples']} samples per chunk "
+        f"({manifest['segment']:g} s of track) at {manifest['sample_rate']} Hz"
+    )
+    label = "relative L2 vs torch (measured, not a limit)" if manifest["quantize"] else "relative L2 vs torch"
+    errors = ", ".join(f"{s} {v:.2e}" for s, v in manifest["parity"]["relative_l2"].items())
+    print(f"  {label}: {errors}")
+    if "fp32_relative_l2" in manifest["parity"]:
+        checked = ", ".join(f"{s} {v:.2e}" for s, v in manifest["parity"]["fp32_relative_l2"].items())
+        print(f"  fp32 graph before quantisation, relative L2 vs torch: {checked}")
     return 0
 
 
@@ -173,17 +209,35 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 
 def cmd_bag(args: argparse.Namespace) -> int:
-    """``sepzoo bag MEMBER... -o OUT``: join models into one bag.
+    """``sepzoo bag MEMBER... -o OUT [--mode M] [--domain D] [--weights W...]``: join models into one bag.
 
     Args:
         args: Parsed arguments.
     """
     from sepzoo.errors import SepzooError
     from sepzoo.io.audio import prepare_output
-    from sepzoo.models.bag import BagOfModels
+    from sepzoo.models.bag import BagOfModels, Combination
     from sepzoo.models.files import load_separator, save_model_file
 
     prepare_output(args.out, args.force)
+    if args.weights is not None and args.mode != "mean":
+        raise SepzooError(f"--weights apply to --mode mean only, not --mode {args.mode}")
+    if args.domain == "wave" and (args.n_fft is not None or args.hop is not None):
+        raise SepzooError("--n-fft and --hop apply to --domain spec only")
+    if args.weights is not None and len(args.weights) != len(args.members):
+        raise SepzooError(
+            f"--weights {' '.join(args.weights)}: expected one weight per member ({len(args.members)}), "
+            f"got {len(args.weights)}"
+        )
+    try:
+        combination = Combination(
+            args.mode,
+            args.domain,
+            2048 if args.n_fft is None else args.n_fft,
+            512 if args.hop is None else args.hop,
+        )
+    except ValueError as exc:
+        raise SepzooError(f"--n-fft/--hop: {exc}") from None
     members = []
     for spec in args.members:
         model = load_separator(spec)
@@ -191,13 +245,35 @@ def cmd_bag(args: argparse.Namespace) -> int:
             raise SepzooError(f"{spec}: is a bag already; give its members one by one")
         members.append(model)
     try:
-        bag = BagOfModels(members, sources=args.sources)
+        sources = args.sources or list(dict.fromkeys(s for m in members for s in m.sources))
+        weights = None if args.weights is None else _bag_weights(args.weights, members, sources)
+        bag = BagOfModels(members, weights, sources=sources, combination=combination)
     except ValueError as exc:
         raise SepzooError(f"cannot join {', '.join(args.members)}: {exc}") from None
     path = save_model_file(bag, args.out, metadata={"members": list(args.members)}, force=args.force)
     served = ", ".join(f"{s} <- {sum(1 for row in bag.weights if row[i])}" for i, s in enumerate(bag.sources))
-    print(f"wrote {path}: bag of {len(members)} models; members per source: {served}")
+    how = f"{args.mode} of {'waveforms' if args.domain == 'wave' else 'spectrograms'}"
+    print(f"wrote {path}: bag of {len(members)} models ({how}); members per source: {served}")
     return 0
+
+
+def _bag_weights(texts: list[str], members: list, sources: list[str]) -> list[list[float]]:
+    """Per-member, per-source weights from ``--weights``: one number per member (for each of its
+    sources, 0 for the others) or one comma-separated number per bag source."""
+    rows = []
+    for text, member in zip(texts, members):
+        try:
+            values = [float(v) for v in text.split(",")]
+        except ValueError:
+            raise ValueError(f"--weights {text}: expected a number or comma-separated numbers") from None
+        if len(values) == 1:
+            values = [values[0] if s in member.sources else 0.0 for s in sources]
+        elif len(values) != len(sources):
+            raise ValueError(
+                f"--weights {text}: expected 1 or {len(sources)} numbers (one per source of {sources})"
+            )
+        rows.append(values)
+    return rows
 
 
 def cmd_models(args: argparse.Namespace) -> int:

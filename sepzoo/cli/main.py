@@ -79,6 +79,13 @@ def _add_engine_options(p: argparse.ArgumentParser, devices: str) -> None:
     )
     p.add_argument("-b", "--batch-size", type=int, default=4, help="chunks per forward pass (default: 4)")
     p.add_argument("-d", "--device", default="cpu", help=f"{devices} (default: cpu)")
+    p.add_argument(
+        "--backend",
+        choices=["auto", "torch", "onnxruntime"],
+        default="auto",
+        help="torch for model files, checkpoints and run directories, onnxruntime for exported folders "
+        "(sepzoo export-onnx); auto picks by the model (default: auto)",
+    )
 
 
 def _train_arguments(p: argparse.ArgumentParser) -> None:
@@ -95,7 +102,10 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _eval_arguments(p: argparse.ArgumentParser) -> None:
-    _add_model_name(p, "model file, training checkpoint, run directory, bag, or oracle name")
+    _add_model_name(
+        p,
+        "model file, training checkpoint, run directory, bag, oracle name, or exported folder (export-onnx)",
+    )
     p.add_argument(
         "--estimates",
         help="score estimates already on disk: DIR/<track>/<source>.wav or DIR/<subset>/<track>/<source>.wav",
@@ -134,7 +144,9 @@ def _separate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "files", nargs="+", help="audio files: wav, flac (soundfile); mp3, m4a, stem.mp4 (through ffmpeg)"
     )
-    _add_model_name(p, "model file, training checkpoint or run directory", required=True)
+    _add_model_name(
+        p, "model file, training checkpoint, run directory, or exported folder (export-onnx)", required=True
+    )
     _add_out(p, "output folder: OUT/<file stem>/<source>.wav")
     _add_engine_options(p, "cpu, cuda or cuda:N")
     p.add_argument(
@@ -176,6 +188,18 @@ def _export_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("source", help="run directory or .ckpt file")
     p.add_argument("out", help="model file to write (.sepzoo)")
     _add_flags(p, {"--force": "overwrite an existing model file"})
+
+
+def _export_onnx_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="model file, training checkpoint, run directory or converted checkpoint")
+    p.add_argument("out", help="folder to write: model.onnx (+ model.onnx.data) and sepzoo-onnx.json")
+    p.add_argument(
+        "--segment", type=float, default=None, help="seconds per exported chunk (default: the model's)"
+    )
+    p.add_argument(
+        "--quantize", choices=["int8"], default=None, help="onnxruntime dynamic quantisation of the weights"
+    )
+    _add_flags(p, {"--force": "replace an existing OUT"})
 
 
 def _convert_arguments(p: argparse.ArgumentParser) -> None:
@@ -225,6 +249,28 @@ def _bag_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("members", nargs="+", help="model files, training checkpoints or run directories")
     _add_out(p, "model file to write (.sepzoo)")
     p.add_argument("--sources", nargs="+", help="the bag's source order (default: the members', in order)")
+    p.add_argument(
+        "--mode",
+        choices=("mean", "median", "min", "max"),
+        default="mean",
+        help="how the members combine per source: weighted mean, median, or the value of smallest/largest "
+        "magnitude; modes other than mean need members with the same sources (default: mean)",
+    )
+    p.add_argument(
+        "--domain",
+        choices=("wave", "spec"),
+        default="wave",
+        help="combine per waveform sample or per STFT bin (default: wave)",
+    )
+    p.add_argument("--n-fft", type=int, help="STFT size with --domain spec (default: 2048)")
+    p.add_argument("--hop", type=int, help="STFT hop with --domain spec (default: 512)")
+    p.add_argument(
+        "--weights",
+        nargs="+",
+        metavar="W",
+        help="with --mode mean, one weight per member: a number for all its sources, or one per bag "
+        "source separated by commas (0 where it does not estimate the source) (default: 1 each)",
+    )
     _add_flags(p, {"--force": "overwrite an existing model file"})
 
 
@@ -310,6 +356,15 @@ _COMMANDS: tuple[_Command, ...] = (
         arguments=_export_arguments,
     ),
     _Command(
+        "export-onnx",
+        help="export a model to an ONNX folder that runs with onnxruntime, checked against torch",
+        arguments=_export_onnx_arguments,
+        description="Export a model to OUT: the network as an ONNX graph (opset 17, dynamic batch, "
+        "fixed chunk length) and a manifest with its settings and digests. onnx.checker must pass and "
+        "an fp32 graph must match torch within 1e-4 relative L2 per stem; OUT separates with "
+        "`sepzoo separate -n OUT` or, without torch, `python -m sepzoo.deploy separate -n OUT`.",
+    ),
+    _Command(
         "convert",
         help="convert a checkpoint of another project into a sepzoo model file",
         arguments=_convert_arguments,
@@ -322,7 +377,8 @@ _COMMANDS: tuple[_Command, ...] = (
         help="join models (e.g. one per target) into one model file",
         arguments=_bag_arguments,
         description="Join model files, training checkpoints or run directories into a bag of models: "
-        "each source is the average of the members that estimate it (weight 1 each).",
+        "each source is the (weighted) average of the members that estimate it, or with --mode their "
+        "median, minimum or maximum, per waveform sample or, with --domain spec, per STFT bin.",
     ),
     _Command("models", help="list registered models: name, domain, parameters at default settings"),
     _Command(

@@ -20,6 +20,8 @@ import numpy as np
 
 ADAPTER_MODULES: dict[str, str] = {
     "waveform": "sepzoo.deploy.adapters",
+    "spectral_mask": "sepzoo.deploy.spectral",
+    "spectral_stems": "sepzoo.deploy.spectral",
 }
 """Adapter name -> the module that registers it."""
 

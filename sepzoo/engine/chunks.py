@@ -16,6 +16,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from sepzoo.engine.plan import chunk_stride, left_context, triangular_weights
+from sepzoo.engine.plan import plan_chunks as plan_chunks  # re-exported: the engine's planning API
 from sepzoo.errors import SepzooError
 from sepzoo.models.bag import BagOfModels
 from sepzoo.models.base import Separator, seconds_to_samples
@@ -26,53 +28,6 @@ MAX_SHIFT_SECONDS = 0.5
 
 # ----------------------------------------------------------------------------------------------
 # Building blocks
-
-
-def chunk_stride(chunk_length: int, overlap: float) -> int:
-    """Samples between the starts of consecutive chunks: ``int((1 - overlap) * chunk_length)``, at least 1.
-
-    Truncated, as ``demucs.apply.apply_model`` computes it, so that the chunks are the same.
-
-    Args:
-        chunk_length: Samples per chunk.
-        overlap: Fraction of a chunk shared with the next one, in ``[0, 1)``.
-    """
-    return max(1, int((1 - overlap) * chunk_length))
-
-
-def plan_chunks(length: int, chunk_length: int, overlap: float) -> list[int]:
-    """Start offsets of overlapping chunks that cover ``length`` samples.
-
-    Consecutive chunks start :func:`chunk_stride` samples apart, from 0 to the last offset
-    before ``length``, as ``demucs.apply.apply_model`` plans them; chunks that run past the end
-    are cut short there. :class:`ChunkPlan` gives the same offsets with each chunk's lengths.
-
-    Args:
-        length: Number of samples to cover.
-        chunk_length: Samples per chunk.
-        overlap: Fraction of a chunk shared with the next one, in ``[0, 1)``.
-    """
-    if length <= 0:
-        raise ValueError(f"cannot plan chunks over a signal of length {length}")
-    if chunk_length <= 0:
-        raise ValueError(f"chunk length must be positive, got {chunk_length}")
-    if not 0 <= overlap < 1:
-        raise ValueError(f"overlap must be in [0, 1), got {overlap}")
-    return list(range(0, length, chunk_stride(chunk_length, overlap)))
-
-
-def left_context(length: int, padded_length: int) -> int:
-    """Samples of context before a chunk of ``length`` widened to ``padded_length``.
-
-    The extra samples are split evenly around the chunk, one more on the right when odd; every
-    widening (:func:`extract_chunk`, a stream's input window) and cropping (:func:`center_crop`)
-    uses this one split, so outputs land back where their input came from.
-
-    Args:
-        length: Samples in the chunk.
-        padded_length: Samples the chunk is widened to, ``>= length``.
-    """
-    return (padded_length - length) // 2
 
 
 def extract_chunk(signal: Tensor, offset: int, length: int, target_length: int) -> Tensor:
@@ -113,20 +68,17 @@ def center_crop(signal: Tensor, length: int) -> Tensor:
 def triangular_weight(length: int, power: float = 1.0, device: torch.device | str | None = None) -> Tensor:
     """Cross-fade window: a triangle peaking at 1 in the middle, raised to ``power``.
 
-    Every value is positive (the edges are ``(1 / peak) ** power``), so any sample covered by
-    a chunk gets a non-zero weight; larger ``power`` makes the transitions between chunks
-    sharper.
+    The weights of :func:`~sepzoo.engine.plan.triangular_weights` (which the torch-free runtime
+    of exported models uses too) as a tensor. Every value is positive (the edges are
+    ``(1 / peak) ** power``), so any sample covered by a chunk gets a non-zero weight; larger
+    ``power`` makes the transitions between chunks sharper.
 
     Args:
         length: Number of samples.
         power: Exponent applied to the triangle. (Default: ``1.0``)
         device: Device of the returned tensor. (Default: ``None``, the CPU)
     """
-    if length <= 0:
-        raise ValueError(f"window length must be positive, got {length}")
-    position = torch.arange(length, device=device)
-    triangle = torch.minimum(position + 1, length - position).float()
-    return (triangle / triangle.max()) ** power
+    return torch.from_numpy(triangular_weights(length, power)).to(device)
 
 
 class OverlapAdd:

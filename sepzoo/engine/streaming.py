@@ -30,7 +30,7 @@ from sepzoo.engine.chunks import (
     model_name,
     running_members,
 )
-from sepzoo.models.bag import BagOfModels, combine_members
+from sepzoo.models.bag import BagOfModels, MemberCombiner
 from sepzoo.models.base import Separator
 
 
@@ -274,6 +274,8 @@ class StreamingEngine:
             plan = ChunkPlan(member, settings)
             for shift in draw_shifts(member, shifts, generator):
                 self.lanes.append(_Lane(plan, index, shift, self.channels))
+        # As apply_model's combine_members: one combiner for the whole track, fed as lanes finish.
+        self.combiner = MemberCombiner(model) if isinstance(model, BagOfModels) else None
         self.statistics = None
         if statistics is not None:
             mean, std = statistics
@@ -335,6 +337,8 @@ class StreamingEngine:
         try:
             self._run_ready()
             out = self._emit()
+            if self.combiner is not None:
+                out = torch.cat([out, self._denormalize(self.combiner.finish()[0])], dim=-1)
         finally:
             self.close()
         if self.emitted != self.track_length:
@@ -428,19 +432,20 @@ class StreamingEngine:
             by_member[lane.member] = piece if lane.member not in by_member else by_member[lane.member] + piece
         if self.shifts:
             by_member = {member: total / self.shifts for member, total in by_member.items()}
-        if isinstance(self.model, BagOfModels):
-            # combine_members asks for the members it runs in order: running_members's order.
-            in_order = iter([by_member[index] for index in sorted(by_member)])
-            stems = combine_members(
-                self.model, torch.empty(1, self.channels, count), None, lambda *_: next(in_order).unsqueeze(0)
-            )[0]
+        if self.combiner is not None:
+            # The combiner takes the serving members in running_members's order, that of the lanes.
+            stems = self.combiner.push([by_member[index].unsqueeze(0) for index in sorted(by_member)])[0]
         else:
             stems = by_member[0]
-        if self.statistics is not None:
-            mean, std = self.statistics
-            stems = stems * std + mean
         self.emitted = ready
-        return stems
+        return self._denormalize(stems)
+
+    def _denormalize(self, stems: Tensor) -> Tensor:
+        """Undo the input's normalisation on ``stems``, where the engine normalises."""
+        if self.statistics is None:
+            return stems
+        mean, std = self.statistics
+        return stems * std + mean
 
 
 @functools.cache

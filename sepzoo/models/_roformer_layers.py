@@ -34,7 +34,9 @@ from torch import Tensor, nn
 
 from sepzoo.dsp.precision import full_precision
 from sepzoo.dsp.stft import hann_window, istft, stft
+from sepzoo.models._spectral_export import spectral_export
 from sepzoo.models.base import Separator
+from sepzoo.models.onnx_core import OnnxExport
 
 
 class RMSNorm(nn.Module):
@@ -88,12 +90,16 @@ class RotaryEmbedding(nn.Module):
         """
         positions = torch.arange(x.shape[-2], device=x.device, dtype=torch.float32)
         angles = positions[:, None] * self.freqs.to(device=x.device, dtype=torch.float32)  # N, R/2
-        angles = angles.repeat_interleave(2, dim=-1)  # N, R
+        # Each angle twice, as repeat_interleave would; its ONNX symbolic rewrites the shared
+        # constant -1 in place, which moved later GLUs' splits to another axis.
+        angles = torch.stack((angles, angles), dim=-1).flatten(-2)  # N, R
         rotated_dims = angles.shape[-1]
         pairs, rest = x[..., :rotated_dims], x[..., rotated_dims:]
         even, odd = pairs.unflatten(-1, (-1, 2)).unbind(-1)
         quarter_turn = torch.stack((-odd, even), dim=-1).flatten(-2)  # ..., N, R
         turned = pairs * angles.cos() + quarter_turn * angles.sin()
+        if rest.shape[-1] == 0:  # an even head: nothing to append (an ONNX trace refuses empty concats)
+            return turned.to(x.dtype)
         return torch.cat((turned, rest), dim=-1).to(x.dtype)
 
 
@@ -480,34 +486,74 @@ class BandRoformer(Separator):
         spectrum = stft(
             padded, self.n_fft, self.hop_length, window, self.normalized, "reflect"
         )  # B, C, F, T'
+        masks = torch.view_as_complex(self.masks(torch.view_as_real(spectrum)).contiguous())  # B, S, C, F, T'
+        stems = spectrum.unsqueeze(1) * masks  # B, S, C, F, T'
+        waves = istft(stems, self.n_fft, self.hop_length, window, padded.shape[-1], self.normalized)
+        return waves[..., :length]  # B, S, C, T
+
+    def masks(self, spectrum: Tensor) -> Tensor:
+        """Every source's complex mask ``[B, S, C, F, T', 2]`` of the mixture's spectrogram
+        ``[B, C, F, T', 2]`` (real and imaginary parts last): the network, without the STFTs and
+        the complex product, which is what an ONNX export traces.
+
+        Args:
+            spectrum: The STFT of the padded mixture as real and imaginary parts.
+        """
         features = self.band_split(self._band_values(spectrum))  # B, T', K, D
         for block in self.blocks:
             features = block(features, self.time_rotary, self.freq_rotary)  # B, T', K, D
         features = self.final_norm(features)  # B, T', K, D
         masks = torch.stack([estimator(features) for estimator in self.mask_estimators], dim=1)  # B, S, T', V
-        stems = spectrum.unsqueeze(1) * self._bin_masks(masks)  # B, S, C, F, T'
-        waves = istft(stems, self.n_fft, self.hop_length, window, padded.shape[-1], self.normalized)
-        return waves[..., :length]  # B, S, C, T
+        return self._bin_masks(masks)  # B, S, C, F, T', 2
+
+    def onnx_export(self, length: int) -> OnnxExport:
+        """The export plan: the zero padding to :meth:`padded_length`, the STFT and the complex
+        masking stay outside the graph, which maps the mixture's spectrum ``[B, C, F, N, 2]``
+        to the masks ``[B, S, C, F, N, 2]`` (adapter ``"spectral_mask"``).
+
+        Args:
+            length: Samples per exported chunk.
+        """
+        return spectral_export(
+            self,
+            "masks",
+            masks=True,
+            length=length,
+            padded_length=self.padded_length(length),
+            n_fft=self.n_fft,
+            hop_length=self.hop_length,
+            win_length=self.win_length,
+            window="hann",
+            normalized=self.normalized,
+            pad_mode="reflect",
+        )
 
     def _band_values(self, spectrum: Tensor) -> Tensor:
-        """The bands' inputs ``[B, T', V]`` of a spectrogram ``[B, C, F, T']``: band after band,
-        bin after bin, channel after channel, real and imaginary part."""
-        batch, _, _, frames = spectrum.shape
-        values = torch.view_as_real(spectrum).permute(0, 3, 2, 1, 4)  # B, T', F, C, 2
+        """The bands' inputs ``[B, T', V]`` of a spectrogram ``[B, C, F, T', 2]``: band after
+        band, bin after bin, channel after channel, real and imaginary part."""
+        batch, _, _, frames, _ = spectrum.shape
+        values = spectrum.permute(0, 3, 2, 1, 4)  # B, T', F, C, 2
         values = values.index_select(2, self.band_bins)  # B, T', F', C, 2
         return values.reshape(batch, frames, -1).to(self.band_split.projections[0][1].weight.dtype)
 
     @full_precision
     def _bin_masks(self, masks: Tensor) -> Tensor:
-        """Complex masks ``[B, S, C, F, T']`` from the bands' mask values ``[B, S, T', V]``,
-        averaged over the bands that share a bin (in float32 under mixed precision)."""
+        """Complex masks ``[B, S, C, F, T', 2]`` (real and imaginary parts last) from the bands'
+        mask values ``[B, S, T', V]``, averaged over the bands that share a bin (in float32
+        under mixed precision)."""
         batch, sources, frames, _ = masks.shape
         per_band = masks.view(batch, sources, frames, -1, self.audio_channels, 2)  # B, S, T', F', C, 2
         num_bins = self.bands_per_bin.shape[0]
         summed = per_band.new_zeros(batch, sources, frames, num_bins, self.audio_channels, 2)
-        summed.index_add_(3, self.band_bins, per_band)  # B, S, T', F, C, 2
+        if torch.onnx.is_in_onnx_export():
+            # The exporter turns index_add_ into a scatter that keeps one of the values a bin
+            # gets from overlapping bands; scatter_add becomes a scatter that adds them.
+            index = self.band_bins[:, None, None].expand(per_band.shape[3:])  # F', C, 2
+            summed = summed.scatter_add(3, index.expand(per_band.shape), per_band)  # B, S, T', F, C, 2
+        else:
+            summed.index_add_(3, self.band_bins, per_band)  # B, S, T', F, C, 2
         mean = summed / self.bands_per_bin.to(summed.dtype)[:, None, None]  # B, S, T', F, C, 2
-        return torch.view_as_complex(mean.permute(0, 1, 4, 3, 2, 5).contiguous())  # B, S, C, F, T'
+        return mean.permute(0, 1, 4, 3, 2, 5)  # B, S, C, F, T', 2
 
 
 __all__ = [

@@ -67,7 +67,9 @@ from sepzoo.dsp.precision import widen
 from sepzoo.dsp.stft import STFT
 from sepzoo.errors import suggestion
 from sepzoo.models import register_model
+from sepzoo.models._spectral_export import spectral_export
 from sepzoo.models.base import Separator
+from sepzoo.models.onnx_core import OnnxExport
 
 BandScheme = str | dict[str, list[list[float | None]]] | None
 """A scheme name, ``{"steps": ...}``, ``{"bands": ...}``, or ``None`` for the default."""
@@ -262,7 +264,10 @@ class SequenceNorm(nn.Module):
         """
         # A layer norm over the last two axes computes the one-group statistics in place, where
         # nn.GroupNorm would need the features first and two transposed copies.
-        normalized = F.layer_norm(sequences, sequences.shape[-2:], eps=self.eps)  # batch, L, N
+        # Plain ints: an ONNX trace needs the normalised shape as constants (the length is fixed
+        # in an exported graph; only the batch varies).
+        shape = (int(sequences.shape[-2]), int(sequences.shape[-1]))
+        normalized = F.layer_norm(sequences, shape, eps=self.eps)  # batch, L, N
         return normalized * self.weight + self.bias  # batch, L, N
 
 
@@ -289,13 +294,14 @@ class BandSplit(nn.Module):
         )
 
     def forward(self, spectrum: Tensor) -> Tensor:
-        """Features ``[B, K, T', N]`` of a spectrogram ``[B, C, F, T']`` (complex).
+        """Features ``[B, K, T', N]`` of a spectrogram ``[B, C, F, T', 2]`` (real and imaginary
+        parts last).
 
         Args:
-            spectrum: The mixture's STFT, ``[batch, channels, bins, frames]``.
+            spectrum: The mixture's STFT, ``[batch, channels, bins, frames, 2]``.
         """
-        batch, _, _, frames = spectrum.shape
-        parts = torch.view_as_real(spectrum).permute(0, 3, 1, 2, 4)  # B, T', C, F, 2
+        batch, _, _, frames, _ = spectrum.shape
+        parts = spectrum.permute(0, 3, 1, 2, 4)  # B, T', C, F, 2
         features = [
             projection(parts[:, :, :, start:end].reshape(batch, frames, -1))  # B, T', N
             for (start, end), projection in zip(self.bands, self.projections)
@@ -386,7 +392,8 @@ class MaskEstimator(nn.Module):
         )
 
     def forward(self, features: Tensor) -> Tensor:
-        """The complex mask ``[B, C, F, T']`` from band features ``[B, K, T', N]``.
+        """The complex mask ``[B, C, F, T', 2]`` (real and imaginary parts last) from band
+        features ``[B, K, T', N]``.
 
         Args:
             features: Output of the band-and-sequence modules, ``[batch, bands, frames, N]``.
@@ -396,10 +403,7 @@ class MaskEstimator(nn.Module):
             mlp(features[:, index]).view(batch, frames, self.audio_channels, end - start, 2)  # B, T', C, G, 2
             for index, ((start, end), mlp) in enumerate(zip(self.bands, self.band_mlps))
         ]
-        mask = torch.cat(masks, dim=3).permute(0, 2, 3, 1, 4)  # B, C, F, T', 2
-        # A half-precision mask (mixed precision) is widened first, so that the masking and the
-        # inverse STFT run in complex64, not complex32.
-        return torch.view_as_complex(widen(mask).contiguous())  # B, C, F, T'
+        return torch.cat(masks, dim=3).permute(0, 2, 3, 1, 4)  # B, C, F, T', 2
 
 
 @register_model("bsrnn")
@@ -488,8 +492,43 @@ class BandSplitRNN(Separator):
     def forward(self, mix: Tensor, references: Tensor | None = None) -> Tensor:
         self.check_input(mix, references)
         spectrum = self.stft(mix)  # B, C, F, T'
+        masks = self.masks(torch.view_as_real(spectrum))  # B, S, C, F, T', 2
+        # A half-precision mask (mixed precision) is widened first, so that the masking and the
+        # inverse STFT run in complex64, not complex32.
+        masks = torch.view_as_complex(widen(masks).contiguous())  # B, S, C, F, T'
+        stems = masks * spectrum.unsqueeze(1)  # B, S, C, F, T'
+        return self.stft.inverse(stems, mix.shape[-1])  # B, S, C, T
+
+    def masks(self, spectrum: Tensor) -> Tensor:
+        """Every source's complex mask ``[B, S, C, F, T', 2]`` of the mixture's spectrogram
+        ``[B, C, F, T', 2]`` (real and imaginary parts last): the network, without the STFTs and
+        the complex product, which is what an ONNX export traces.
+
+        Args:
+            spectrum: The mixture's STFT as real and imaginary parts.
+        """
         features = self.band_split(spectrum)  # B, K, T', N
         features = self.band_sequence(features)  # B, K, T', N
-        masks = [estimator(features) for estimator in self.mask_estimators]  # S x (B, C, F, T')
-        stems = torch.stack(masks, dim=1) * spectrum.unsqueeze(1)  # B, S, C, F, T'
-        return self.stft.inverse(stems, mix.shape[-1])  # B, S, C, T
+        return torch.stack([estimator(features) for estimator in self.mask_estimators], dim=1)
+
+    def onnx_export(self, length: int) -> OnnxExport:
+        """The export plan: the STFT and the complex masking stay outside the graph, which maps
+        the mixture's spectrum ``[B, C, F, N, 2]`` to the masks ``[B, S, C, F, N, 2]``
+        (adapter ``"spectral_mask"``).
+
+        Args:
+            length: Samples per exported chunk.
+        """
+        return spectral_export(
+            self,
+            "masks",
+            masks=True,
+            length=length,
+            padded_length=length,
+            n_fft=self.n_fft,
+            hop_length=self.hop_length,
+            win_length=self.n_fft,
+            window="hann",
+            normalized=False,
+            pad_mode="constant",
+        )

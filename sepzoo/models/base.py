@@ -17,6 +17,7 @@ from typing import Any, ClassVar, Literal
 
 from torch import Tensor, nn
 
+from sepzoo.engine.plan import seconds_to_samples
 from sepzoo.models.onnx_core import ExportUnsupportedError, OnnxExport
 
 Domain = Literal["waveform", "spectrogram", "hybrid", "oracle"]
@@ -35,25 +36,6 @@ def _plain(value: Any) -> Any:
         f"model init argument of type {type(value).__name__} cannot be saved in a model file; "
         "use plain numbers, strings, lists or dicts"
     )
-
-
-def seconds_to_samples(seconds: float | None, sample_rate: int) -> int | None:
-    """A chunk length in seconds as a whole number of samples (``None`` stays ``None``).
-
-    Truncated, as demucs truncates it (so that chunks, and outputs, match its engine), except
-    that a product within 1e-6 of a whole number is that number: a chunk of N samples kept as
-    ``N / sample_rate`` seconds comes back as N (``261120 / 44100 * 44100`` is
-    ``261119.99999999997``).
-
-    Args:
-        seconds: Seconds, or ``None``.
-        sample_rate: Samples per second.
-    """
-    if seconds is None:
-        return None
-    product = seconds * sample_rate
-    nearest = round(product)
-    return nearest if abs(product - nearest) < 1e-6 else int(product)
 
 
 def _variant_init(cls: type) -> Any:

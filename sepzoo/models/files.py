@@ -31,7 +31,12 @@ A bag of models is saved as::
         "sources": [str, ...],
         "sample_rate": int,
         "metadata": dict,
+        "combination": {"mode": str, "domain": str, "n_fft": int, "hop": int},
     }
+
+A bag that is not a weighted mean of waveforms is written as version 2, so that a sepzoo from
+before ensemble modes refuses it instead of averaging it; a bag file without ``"combination"``
+(every version-1 file) is a weighted mean of waveforms.
 
 Training checkpoints are Lightning ``.ckpt`` files whose ``"sepzoo"`` entry is a plain dict
 with ``"format": "sepzoo.train"``, the model's ``{"name", "kwargs"}`` and, when enabled, the
@@ -55,11 +60,12 @@ import torch
 from torch import Tensor
 
 from sepzoo import __version__
+from sepzoo.deploy.runtime import MANIFEST_NAME as EXPORT_MANIFEST
 from sepzoo.errors import CheckpointError, SepzooError, closest
 from sepzoo.io.atomic import atomic_open
 from sepzoo.io.audio import prepare_output
 from sepzoo.models import MODELS, get_model_class
-from sepzoo.models.bag import BagOfModels
+from sepzoo.models.bag import BagOfModels, Combination
 from sepzoo.models.base import Separator
 from sepzoo.models.lora import merge_adapters, restore_adapters
 
@@ -67,6 +73,7 @@ MODEL_FORMAT = "sepzoo.model"
 BAG_FORMAT = "sepzoo.bag"
 TRAIN_FORMAT = "sepzoo.train"
 FORMAT_VERSION = 1
+BAG_FORMAT_VERSION = 2  # version 2 adds the members' combination
 MODEL_SUFFIX = ".sepzoo"
 
 _MAX_LISTED_KEYS = 5
@@ -206,7 +213,14 @@ def package_model(model: Separator) -> dict[str, Any]:
     Args:
         model: A registered separator.
     """
+    from sepzoo.models.onnx_model import OnnxSeparator
+
     name = model.registry_name
+    if isinstance(model, OnnxSeparator):
+        raise CheckpointError(
+            f"{name}: an exported (ONNX) model cannot be saved in a model or bag file; "
+            "save the model it was exported from"
+        )
     if name is None:
         raise ValueError(f"{type(model).__name__} is not a registered model; register it to save it")
     state = {key: value.detach().to("cpu").contiguous() for key, value in model.state_dict().items()}
@@ -316,11 +330,13 @@ def _file_content(model: Separator | BagOfModels, metadata: Mapping[str, Any]) -
     if isinstance(model, BagOfModels):
         members = [package_model(member) for member in model.members]
         weights = [list(map(float, row)) for row in model.weights]
+        combination = model.combination
         return {
             "format": BAG_FORMAT,
-            "version": FORMAT_VERSION,
+            "version": FORMAT_VERSION if combination.is_default else BAG_FORMAT_VERSION,
             "members": members,
             "weights": weights,
+            "combination": combination.as_dict(),
             **common,
         }
     return {"format": MODEL_FORMAT, "version": FORMAT_VERSION, **package_model(model), **common}
@@ -355,9 +371,10 @@ def save_model_file(
 
 
 def _check_version(kind: str, version: Any, path: Path) -> None:
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    newest = BAG_FORMAT_VERSION if kind == BAG_FORMAT else FORMAT_VERSION
+    if not isinstance(version, int) or version > newest:
         raise CheckpointError(
-            f"{path}: {kind} version {version!r} is not supported (this sepzoo reads up to {FORMAT_VERSION})"
+            f"{path}: {kind} version {version!r} is not supported (this sepzoo reads up to {newest})"
         )
 
 
@@ -389,8 +406,14 @@ def model_from_file_content(content: Mapping[str, Any], path: str | Path) -> Sep
         if not isinstance(member, Mapping):
             raise CheckpointError(f"{path}: bag member {index} is a {type(member).__name__}, not a dict")
         models.append(model_from_package(member, f"{path} (bag member {index})"))
+    settings = content.get("combination", {})
+    if not isinstance(settings, Mapping) or set(settings) - {"mode", "domain", "n_fft", "hop"}:
+        raise CheckpointError(
+            f"{path}: a bag's 'combination' must be a dict of mode, domain, n_fft and hop, got {settings!r}"
+        )
     try:
-        return BagOfModels(models, content.get("weights"), content.get("sources"))
+        combination = Combination(**settings)
+        return BagOfModels(models, content.get("weights"), content.get("sources"), combination)
     except ValueError as exc:
         raise CheckpointError(f"{path}: {exc}") from None
 
@@ -504,20 +527,41 @@ def _model_by_name(name: str) -> Separator:
     return model
 
 
+def model_source_path(spec: str | Path) -> Path | None:
+    """The file :func:`load_separator` reads for ``spec``: the file itself, or a run directory's
+    checkpoint (see :func:`find_run_checkpoint`); ``None`` for anything else (a registry name,
+    an exported folder, a path that does not exist).
+
+    Args:
+        spec: What a command was given as a model.
+    """
+    path = Path(spec)
+    if path.is_dir():
+        if (path / EXPORT_MANIFEST).is_file():
+            return None
+        return find_run_checkpoint(path)
+    return path if path.is_file() else None
+
+
 def load_separator(spec: str | Path, map_location: str = "cpu") -> Separator | BagOfModels:
     """Resolve what a command was given as a model.
 
-    Accepted, in this order: a model file or a training checkpoint (a file), a run directory
-    (its ``checkpoints/best.ckpt``, else ``checkpoints/last.ckpt``), or the registry name of a
-    model without trainable parameters (an oracle).
+    Accepted, in this order: an exported folder (``sepzoo export-onnx``; it runs with
+    onnxruntime, see :class:`~sepzoo.models.onnx_model.OnnxSeparator`), a model file or a
+    training checkpoint (a file), a run directory (its ``checkpoints/best.ckpt``, else
+    ``checkpoints/last.ckpt``), or the registry name of a model without trainable parameters
+    (an oracle).
 
     Args:
         spec: A file, a run directory or a registry name.
         map_location: Device to put the model on. (Default: ``"cpu"``)
     """
     path = Path(spec)
-    if path.is_dir():
-        path = find_run_checkpoint(path)
+    if path.is_dir() and (path / EXPORT_MANIFEST).is_file():
+        from sepzoo.models.onnx_model import OnnxSeparator
+
+        return OnnxSeparator.from_folder(path)
+    path = model_source_path(spec) or path
     if path.is_file():
         model = _load_file(path)
     elif str(spec) in MODELS:
@@ -578,6 +622,7 @@ __all__ = [
     "load_model_file",
     "load_separator",
     "load_weights",
+    "model_source_path",
     "model_from_file_content",
     "model_from_package",
     "package_model",

@@ -68,7 +68,9 @@ from sepzoo import DEFAULT_SOURCES
 from sepzoo.dsp.precision import full_precision
 from sepzoo.dsp.stft import STFT
 from sepzoo.models import register_model
+from sepzoo.models._spectral_export import spectral_export
 from sepzoo.models.base import Separator
+from sepzoo.models.onnx_core import OnnxExport
 
 NormFactory = Callable[[int], nn.Module]
 """Builds a norm over a given number of channels."""
@@ -496,19 +498,19 @@ class MDX23C(Separator):
         return self.hop_length * (_ceil_div(frames, frames_step) * frames_step - 1)
 
     def _to_subbands(self, spectrum: Tensor) -> Tensor:
-        """``[B, C, F', N]`` complex -> ``[B, C * 2 * K, dim_f / K, N]`` real."""
-        batch, _, _, frames = spectrum.shape
-        parts = torch.view_as_real(spectrum[:, :, : self.dim_f])  # B, C, F, N, 2
-        parts = parts.permute(0, 1, 4, 2, 3)  # B, C, 2, F, N
+        """``[B, C, F', N, 2]`` (real and imaginary parts) -> ``[B, C * 2 * K, dim_f / K, N]``."""
+        batch, _, _, frames, _ = spectrum.shape
+        parts = spectrum[:, :, : self.dim_f].permute(0, 1, 4, 2, 3)  # B, C, 2, F, N
         return parts.reshape(batch, -1, self.dim_f // self.num_subbands, frames)  # B, C*2*K, F/K, N
 
     @full_precision  # torch.complex takes no half-precision parts
     def _from_subbands(self, estimate: Tensor) -> Tensor:
-        """``[B, S * C * 2 * K, dim_f / K, N]`` real -> ``[B, S, C, n_fft // 2 + 1, N]`` complex."""
+        """``[B, S * C * 2 * K, dim_f / K, N]`` -> ``[B, S, C, n_fft // 2 + 1, N, 2]`` (real and
+        imaginary parts last)."""
         batch, _, _, frames = estimate.shape
         parts = estimate.reshape(batch, len(self.sources), self.audio_channels, 2, self.dim_f, frames)
         parts = F.pad(parts, (0, 0, 0, self.n_fft // 2 + 1 - self.dim_f))  # B, S, C, 2, F', N
-        return torch.complex(parts[:, :, :, 0], parts[:, :, :, 1])  # B, S, C, F', N
+        return parts.permute(0, 1, 2, 4, 5, 3)  # B, S, C, F', N, 2
 
     def _unet(self, mix: Tensor) -> Tensor:
         """Sub-band spectrograms of every source, ``[B, S * C * 2 * K, F / K, N]``, from the
@@ -536,6 +538,39 @@ class MDX23C(Separator):
         length = mix.shape[-1]
         padded = F.pad(mix, (0, self.valid_length(length) - length))  # B, C, L
         spectrum = self.stft(padded)  # B, C, F', N
-        estimate = self._unet(self._to_subbands(spectrum))  # B, S*C*2*K, F/K, N
-        stems = self.stft.inverse(self._from_subbands(estimate), padded.shape[-1])  # B, S, C, L
+        parts = self.spectra(torch.view_as_real(spectrum))  # B, S, C, F', N, 2
+        stems = self.stft.inverse(torch.complex(parts[..., 0], parts[..., 1]), padded.shape[-1])  # B, S, C, L
         return stems[..., :length]  # B, S, C, T
+
+    def spectra(self, spectrum: Tensor) -> Tensor:
+        """Every source's spectrogram ``[B, S, C, F', N, 2]`` estimated from the mixture's
+        ``[B, C, F', N, 2]`` (real and imaginary parts last, all ``n_fft // 2 + 1`` bins; those
+        above ``dim_f`` are zero in the estimate): the network without the STFTs, which is what
+        an ONNX export traces.
+
+        Args:
+            spectrum: The STFT of the padded mixture as real and imaginary parts.
+        """
+        return self._from_subbands(self._unet(self._to_subbands(spectrum)))
+
+    def onnx_export(self, length: int) -> OnnxExport:
+        """The export plan: the zero padding to :meth:`valid_length` and the STFTs stay outside
+        the graph, which maps the mixture's spectrum ``[B, C, F, N, 2]`` to the sources' spectra
+        ``[B, S, C, F, N, 2]`` (adapter ``"spectral_stems"``).
+
+        Args:
+            length: Samples per exported chunk.
+        """
+        return spectral_export(
+            self,
+            "spectra",
+            masks=False,
+            length=length,
+            padded_length=self.valid_length(length),
+            n_fft=self.n_fft,
+            hop_length=self.hop_length,
+            win_length=self.n_fft,
+            window="hann",
+            normalized=False,
+            pad_mode="reflect",
+        )

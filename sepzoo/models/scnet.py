@@ -74,7 +74,9 @@ from sepzoo import DEFAULT_SOURCES
 from sepzoo.dsp.precision import full_precision
 from sepzoo.dsp.stft import istft, stft
 from sepzoo.models import register_model
+from sepzoo.models._spectral_export import spectral_export
 from sepzoo.models.base import Separator
+from sepzoo.models.onnx_core import OnnxExport
 
 LARGE_CONFIG: dict[str, Any] = {"dims": [4, 64, 128, 256], "band_SR": [0.225, 0.372, 0.403]}
 """The init arguments of SCNet-large that differ from the defaults (the base SCNet)."""
@@ -471,6 +473,11 @@ class DualPathNetwork(nn.Module):
     @staticmethod
     @full_precision  # half-precision FFTs need power-of-two lengths on CUDA; the LSTMs take float32 anyway
     def _to_frequency(x: Tensor) -> Tensor:
+        if torch.onnx.is_in_onnx_export():
+            # ONNX has no FFT that the exporter writes from torch.fft: the same transform as
+            # products with the DFT's cosines and sines.
+            cos, sin = _dft_matrices(x.shape[-1], x)  # T, T/2 + 1 each
+            return torch.cat([x @ cos, -(x @ sin)], dim=1)  # B, 2C, F, T/2 + 1
         spectrum = torch.fft.rfft(x, dim=-1, norm="ortho")  # B, C, F, T/2 + 1
         return torch.cat([spectrum.real, spectrum.imag], dim=1)  # B, 2C, F, T/2 + 1
 
@@ -478,7 +485,35 @@ class DualPathNetwork(nn.Module):
     @full_precision
     def _to_time(x: Tensor, frames: int) -> Tensor:
         real, imag = x.chunk(2, dim=1)  # B, C, F, T/2 + 1 each
+        if torch.onnx.is_in_onnx_export():
+            cos, sin = _dft_matrices(frames, x, inverse=True)  # T/2 + 1, T each
+            return real @ cos - imag @ sin  # B, C, F, T
         return torch.fft.irfft(torch.complex(real, imag), n=frames, dim=-1, norm="ortho")  # B, C, F, T
+
+
+def _dft_matrices(frames: int, like: Tensor, inverse: bool = False) -> tuple[Tensor, Tensor]:
+    """The orthonormal real DFT along time (``T = frames``, even) as two matrix products:
+    ``cos(2 pi t k / T) / sqrt(T)`` and the sines, ``[T, T / 2 + 1]``; made in float64 and cast
+    to ``like``'s dtype on its device.
+
+    Args:
+        frames: The transform's length ``T``.
+        like: A tensor whose dtype and device the matrices take.
+        inverse: The matrices of the inverse, ``[T / 2 + 1, T]``: transposed, and the bins
+            between DC and Nyquist counted twice (Hermitian symmetry); the imaginary parts of
+            those two bins drop out, as in ``irfft``, because their sines are zero.
+            (Default: ``False``)
+    """
+    time = torch.arange(frames, dtype=torch.float64)
+    bins = torch.arange(frames // 2 + 1, dtype=torch.float64)
+    angles = 2 * math.pi * torch.outer(time, bins).remainder(frames) / frames  # T, T/2 + 1
+    weights = torch.full_like(bins, frames**-0.5)  # T/2 + 1
+    if inverse:
+        weights[1:-1] *= 2
+    cos, sin = angles.cos() * weights, angles.sin() * weights  # T, T/2 + 1
+    if inverse:
+        cos, sin = cos.T, sin.T  # T/2 + 1, T
+    return cos.to(dtype=like.dtype, device=like.device), sin.to(dtype=like.dtype, device=like.device)
 
 
 def _check_band_options(
@@ -660,8 +695,21 @@ class SCNet(Separator):
         signal = F.pad(mix, (0, padded - length))  # B, C, L
         window = self._window(signal)
         spectrum = stft(signal, self.nfft, self.hop_size, window, self.normalized, "reflect")  # B, C, F, N
-        bins, frames = spectrum.shape[-2:]
-        x = torch.view_as_real(spectrum).permute(0, 1, 4, 2, 3).reshape(batch, 2 * channels, bins, frames)
+        x = self.spectra(torch.view_as_real(spectrum))  # B, S, C, F, N, 2
+        estimate = torch.view_as_complex(x.to(mix.dtype).contiguous())  # B, S, C, F, N
+        stems = istft(estimate, self.nfft, self.hop_size, window, padded, self.normalized)  # B, S, C, L
+        return stems[..., :length]  # B, S, C, T
+
+    def spectra(self, spectrum: Tensor) -> Tensor:
+        """Every source's spectrogram ``[B, S, C, F, N, 2]`` estimated from the mixture's
+        ``[B, C, F, N, 2]`` (real and imaginary parts last): the network without the STFTs,
+        which is what an ONNX export traces.
+
+        Args:
+            spectrum: The STFT of the padded mixture as real and imaginary parts.
+        """
+        batch, channels, bins, frames, _ = spectrum.shape
+        x = spectrum.permute(0, 1, 4, 2, 3).reshape(batch, 2 * channels, bins, frames)  # B, 2C, F, N
         if self.normalize_input:
             mean = x.mean(dim=(1, 2, 3), keepdim=True)  # B, 1, 1, 1
             std = x.std(dim=(1, 2, 3), keepdim=True)  # B, 1, 1, 1
@@ -678,10 +726,30 @@ class SCNet(Separator):
         if self.normalize_input:
             x = x * std + mean  # B, S*2C, F, N
         # Output channels are ordered (source, channel, real/imaginary).
-        x = x.view(batch, len(self.sources), channels, 2, bins, frames).permute(0, 1, 2, 4, 5, 3)
-        estimate = torch.view_as_complex(x.to(mix.dtype).contiguous())  # B, S, C, F, N
-        stems = istft(estimate, self.nfft, self.hop_size, window, padded, self.normalized)  # B, S, C, L
-        return stems[..., :length]  # B, S, C, T
+        return x.view(batch, len(self.sources), channels, 2, bins, frames).permute(0, 1, 2, 4, 5, 3)
+
+    def onnx_export(self, length: int) -> OnnxExport:
+        """The export plan: the zero padding to :meth:`padded_length` and the STFTs stay outside
+        the graph, which maps the mixture's spectrum ``[B, C, F, N, 2]`` to the sources' spectra
+        ``[B, S, C, F, N, 2]`` (adapter ``"spectral_stems"``); the FFTs along time inside the
+        network become products with DFT matrices.
+
+        Args:
+            length: Samples per exported chunk.
+        """
+        return spectral_export(
+            self,
+            "spectra",
+            masks=False,
+            length=length,
+            padded_length=self.padded_length(length),
+            n_fft=self.nfft,
+            hop_length=self.hop_size,
+            win_length=self.win_size,
+            window="rectangular",
+            normalized=self.normalized,
+            pad_mode="reflect",
+        )
 
 
 __all__ = ["LARGE_CONFIG", "SCNet"]

@@ -228,6 +228,13 @@ def _load_initial_weights(model: Any, source: str, strict: bool) -> None:
     donor = load_separator(source)
     if isinstance(donor, BagOfModels):
         raise CheckpointError(f"{source}: train.init_from holds a bag of models; start from one member")
+    from sepzoo.models.onnx_model import OnnxSeparator
+
+    if isinstance(donor, OnnxSeparator):
+        raise CheckpointError(
+            f"{source}: train.init_from is an exported (ONNX) folder, which holds no torch weights; "
+            "start from the model it was exported from"
+        )
     report = compare_states(model.state_dict(), donor.state_dict())
     if strict and (donor.registry_name != model.registry_name or not report.complete):
         raise CheckpointError(
