@@ -305,11 +305,23 @@ def _export_manifest(folder: Path, source: Path, digest: str) -> Path:
     manifest = {
         "format": "sepzoo-onnx",
         "format_version": 1,
+        "sepzoo_version": "0",
         "architecture": "conv_tasnet",
         "domain": "waveform",
+        "sources": SOURCES,
+        "sample_rate": 44100,
+        "audio_channels": 2,
+        "segment_samples": 44100,
+        "segment": 1.0,
+        "opset": 17,
+        "adapter": "waveform",
+        "settings": {},
+        "inputs": ["mix"],
+        "outputs": ["stems"],
         "quantize": "int8",
         "source": {"path": str(source), "sha256": digest},
         "files": {"model.onnx": "0" * 64},
+        "parity": {"relative_l2": {}},
     }
     (folder / "sepzoo-onnx.json").write_text(json.dumps(manifest))
     return folder
@@ -378,7 +390,7 @@ def test_a_broken_export_manifest_is_refused_in_one_line(tmp_path):
     (folder / "sepzoo-onnx.json").write_text("{not json")
     with pytest.raises(SepzooError) as caught:
         equivalence_pairs([_system("export", folder)])
-    assert str(caught.value).startswith(f"{folder / 'sepzoo-onnx.json'}: not a readable JSON manifest")
+    assert str(caught.value).startswith(f"{folder / 'sepzoo-onnx.json'}: cannot be read as JSON")
     assert "\n" not in str(caught.value)
 
 
@@ -452,3 +464,37 @@ def test_compare_scores_ready_made_models_and_reports_the_pairs_equivalence(toy_
     page = (tmp_path / "out" / "report.html").read_text()
     assert 'id="equivalence-table"' in page
     assert "not shown (n too small)" in (tmp_path / "out" / "table.txt").read_text()
+
+
+@pytest.mark.slow
+def test_compare_pairs_an_int8_export_with_its_model_file_by_digest(toy_root, tmp_path, monkeypatch):
+    import torch
+
+    from sepzoo.experiments.records import read_comparison_file
+    from sepzoo.export.onnx import export_onnx
+    from sepzoo.models import create_model, get_model_class
+    from sepzoo.models.files import save_model_file
+
+    torch.manual_seed(0)
+    model = create_model("mdx23c", **get_model_class("mdx23c").test_kwargs)
+    model_file = save_model_file(model, tmp_path / "mdx.sepzoo")
+    export_onnx(model_file, tmp_path / "mdx-int8", segment=1.0, quantize="int8")
+    recipe = tmp_path / "exported.yaml"
+    recipe.write_text(
+        f"name: exported\ndata: {{root: {toy_root}}}\nbudget: {{steps: 1}}\n"
+        f"models:\n  - {{path: {tmp_path / 'mdx-int8'}}}\n  - {{path: {model_file}, label: mdx}}\n"
+        f"statistics: {{resamples: 100}}\nexcerpt: {{seconds: 1.0}}\nwandb: {{mode: disabled}}\n"
+        f"out: {tmp_path / 'out'}\n"
+    )
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    assert main(["compare", str(recipe)]) == 0
+    comparison = read_comparison_file(tmp_path / "out" / "comparison.json")
+    assert [(s.label, s.kind, s.domain) for s in comparison.systems] == [
+        ("mdx-int8", "exported", "spectrogram"),
+        ("mdx", "trained", "spectrogram"),
+    ]
+    assert comparison.equivalence_margin_db == 0.2
+    assert [(t.exported, t.original, t.source) for t in comparison.equivalence] == [
+        ("mdx-int8", "mdx", s) for s in SOURCES
+    ]
+    assert all(t.count == 2 and t.verdict == "not shown (n too small)" for t in comparison.equivalence)

@@ -55,8 +55,6 @@ METRIC_LABELS = {
     "nSDR": "MDX 2021 SDR over the whole track; mean over tracks",
 }
 _TIMING_FILE = "train_seconds.json"
-EXPORT_MANIFEST = "sepzoo-onnx.json"
-"""The manifest that marks an exported folder (``sepzoo export-onnx``)."""
 
 
 def run_comparison(
@@ -318,44 +316,33 @@ def export_manifest(spec: str | Path) -> dict[str, Any] | None:
         spec: What a comparison scores: a path or a registry name.
 
     Raises:
-        SepzooError: The manifest is not a JSON object.
+        SepzooError: The manifest cannot be read, or lacks a key
+            (:func:`sepzoo.deploy.runtime.read_manifest`).
     """
-    path = Path(spec) / EXPORT_MANIFEST
-    if not path.is_file():
-        return None
-    try:
-        manifest = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise SepzooError(f"{path}: not a readable JSON manifest ({str(exc).splitlines()[0]})") from None
-    if not isinstance(manifest, dict):
-        raise SepzooError(f"{path}: expected a JSON object (an export manifest)")
-    return manifest
+    from sepzoo.deploy.runtime import is_exported_folder, read_manifest
+
+    return read_manifest(spec) if is_exported_folder(spec) else None
 
 
 def model_digest(spec: str | Path) -> str | None:
     """The sha256 of the file a model path is read from, as an export records it.
 
     A model file or training checkpoint is hashed itself, a run directory by the checkpoint
-    :func:`~sepzoo.models.files.find_run_checkpoint` picks; an exported folder, a registry name
-    or a missing path has no digest.
+    :func:`~sepzoo.models.files.find_run_checkpoint` picks (the file
+    :func:`~sepzoo.models.files.model_source_path` names); an exported folder, a registry
+    name, a missing path or a folder with no checkpoints has no digest.
 
     Args:
         spec: A system's model path or registry name.
     """
-    from sepzoo.models.files import find_run_checkpoint
+    from sepzoo.deploy.runtime import file_digest, is_exported_folder
+    from sepzoo.models.files import model_source_path
 
     path = Path(spec)
-    if path.is_dir():
-        if (path / EXPORT_MANIFEST).is_file() or not (path / "checkpoints").is_dir():
-            return None
-        path = find_run_checkpoint(path)
-    if not path.is_file():
+    if path.is_dir() and (is_exported_folder(path) or not (path / "checkpoints").is_dir()):
         return None
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        while block := stream.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
+    source = model_source_path(path)
+    return None if source is None else file_digest(source)
 
 
 def equivalence_pairs(systems: list[System], named: Sequence[tuple[str, str]] = ()) -> list[tuple[str, str]]:
