@@ -1,0 +1,64 @@
+"""ONNX export of the waveform models: the onnxruntime path against torch, and the export-friendly
+replacements of the ops that opset 17 lacks against the ops they replace."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from sepzoo.errors import SepzooError
+from sepzoo.export.graph import onnx_parity
+from sepzoo.models import create_model, get_model_class
+from sepzoo.models.base import Separator
+from sepzoo.models.conv_tasnet import SeparableConvBlock, overlap_add
+
+PARITY = 1e-4
+"""Largest relative L2 error of a stem, onnxruntime against torch."""
+
+
+def build(name: str, seed: int = 0, **overrides) -> Separator:
+    torch.manual_seed(seed)
+    return create_model(name, **{**get_model_class(name).test_kwargs, **overrides}).eval()
+
+
+@pytest.mark.parametrize(("size", "hop"), [(4, 2), (20, 10), (5, 2), (7, 3), (6, 1), (3, 3)])
+def test_overlap_add_equals_fold(size, hop):
+    frames = torch.randn(3, 2, size, 37, generator=torch.Generator().manual_seed(size * 10 + hop))
+    length = 36 * hop + size
+    expected = F.fold(
+        frames.reshape(3, 2 * size, 37), output_size=(1, length), kernel_size=(1, size), stride=(1, hop)
+    ).view(3, 2, length)
+    assert torch.equal(overlap_add(frames, hop), expected)
+
+
+@pytest.mark.parametrize(("kernel_size", "dilation"), [(3, 4), (4, 1), (4, 3), (2, 2)])
+def test_written_out_same_padding_equals_torch_same(kernel_size, dilation):
+    block = SeparableConvBlock(8, 12, kernel_size, dilation=dilation)
+    same = torch.nn.Conv1d(12, 12, kernel_size, dilation=dilation, padding="same", groups=12, bias=False)
+    same.weight.data.copy_(block.depthwise.weight.data)
+    hidden = torch.randn(2, 12, 50, generator=torch.Generator().manual_seed(0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch warns that uneven "same" padding copies the input
+        expected = same(hidden)
+    assert torch.equal(block.depthwise(F.pad(hidden, block.depthwise_pad)), expected)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [{}, {"encoder_kernel": 5, "conv_kernel": 4}],
+    ids=["test_kwargs", "odd-kernel"],
+)
+def test_conv_tasnet_onnx_matches_torch(overrides):
+    model = build("conv_tasnet", **overrides)
+    errors = onnx_parity(model, model.valid_length(1001))
+    assert len(errors) == len(model.sources)
+    assert max(errors) <= PARITY, errors
+
+
+def test_conv_tasnet_refuses_an_invalid_export_length():
+    model = build("conv_tasnet")  # kernel 4, hop 2: odd lengths are not valid
+    with pytest.raises(SepzooError, match="export length 1001 is not a valid length"):
+        model.onnx_export(1001)
