@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import warnings
 
+import julius
 import pytest
 import torch
 import torch.nn.functional as F
@@ -12,6 +13,7 @@ import torch.nn.functional as F
 from sepzoo.errors import SepzooError
 from sepzoo.export.graph import onnx_parity
 from sepzoo.models import create_model, get_model_class
+from sepzoo.models._demucs_layers import frame_signal, sinc_resample
 from sepzoo.models.base import Separator
 from sepzoo.models.conv_tasnet import SeparableConvBlock, overlap_add
 
@@ -62,3 +64,35 @@ def test_conv_tasnet_refuses_an_invalid_export_length():
     model = build("conv_tasnet")  # kernel 4, hop 2: odd lengths are not valid
     with pytest.raises(SepzooError, match="export length 1001 is not a valid length"):
         model.onnx_export(1001)
+
+
+@pytest.mark.parametrize("length", [1, 2, 3, 50, 4011])
+@pytest.mark.parametrize(("old_sr", "new_sr"), [(1, 2), (2, 1)])
+def test_sinc_resample_equals_julius(old_sr, new_sr, length):
+    signal = torch.randn(2, 3, length, generator=torch.Generator().manual_seed(length))
+    assert torch.equal(sinc_resample(signal, old_sr, new_sr), julius.resample_frac(signal, old_sr, new_sr))
+
+
+@pytest.mark.parametrize("length", [1, 99, 100, 101, 1234])
+@pytest.mark.parametrize(("width", "hop"), [(200, 100), (8, 2), (6, 4), (4, 4)])
+def test_frame_signal_equals_unfold(width, hop, length):
+    signal = torch.randn(2, 3, length, generator=torch.Generator().manual_seed(length))
+    frames = -(-length // hop)
+    expected = F.pad(signal, (0, (frames - 1) * hop + width - length)).unfold(-1, width, hop)
+    assert torch.equal(frame_signal(signal, width, hop), expected)
+
+
+@pytest.mark.parametrize("name", ["demucs", "demucs_v2"])
+def test_demucs_onnx_matches_torch(name):
+    # The test_kwargs Demucs has residual branches with windowed LSTMs and local attention,
+    # and a BiLSTM bottleneck; demucs_v2 a two-layer BiLSTM bottleneck and GLU rewrites.
+    model = build(name)
+    errors = onnx_parity(model, model.valid_length(4000))
+    assert len(errors) == len(model.sources)
+    assert max(errors) <= PARITY, errors
+
+
+def test_demucs_refuses_an_invalid_export_length():
+    model = build("demucs_v2")
+    with pytest.raises(SepzooError, match=r"demucs_v2 export length 4000 is not a valid length \(expected"):
+        model.onnx_export(4000)
