@@ -9,8 +9,10 @@ our own.
 
 from __future__ import annotations
 
+import functools
 import math
 
+import julius
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
@@ -52,10 +54,19 @@ def frame_signal(x: Tensor, width: int, hop: int) -> Tensor:
         width: Frame length.
         hop: Distance between frame starts.
     """
-    length = x.shape[-1]
+    # A Python integer also while tracing, where sizes are tensors: a padding computed in the
+    # graph leaves the exporter without the static length that unfold needs.
+    length = int(x.shape[-1])
     frames = math.ceil(length / hop)
     padded = F.pad(x, (0, (frames - 1) * hop + width - length))
-    return padded.unfold(-1, width, hop)
+    if width % hop:
+        return padded.unfold(-1, width, hop)
+    # Hop-long blocks, each frame the concatenation of width / hop consecutive ones: the same
+    # values as unfold, in ops an exported graph has (the ONNX exporter's unfold needs sizes that
+    # its shape inference does not always keep).
+    pieces = width // hop
+    blocks = padded.reshape(*padded.shape[:-1], frames + pieces - 1, hop)  # ..., N + P - 1, hop
+    return torch.cat([blocks[..., piece : piece + frames, :] for piece in range(pieces)], dim=-1)
 
 
 class BidirectionalLSTM(nn.Module):
@@ -159,7 +170,8 @@ class LocalAttention(nn.Module):
             decay_weights = torch.sigmoid(self.decay_query(x).view(batch, self.heads, -1, length)) / 2
             penalty = -rates.view(-1, 1, 1) * distance.abs() / self.decay_rates**0.5  # D, T, T
             scores = scores + torch.einsum("dkq,bhdq->bhkq", penalty, decay_weights)
-        scores = scores.masked_fill(torch.eye(length, device=x.device, dtype=torch.bool), -100)
+        # The diagonal as ``distance == 0`` rather than a boolean eye, which onnxruntime lacks.
+        scores = scores.masked_fill(distance == 0, -100)
         weights = torch.softmax(scores, dim=2)  # normalised over keys
         content = self.content(x).view(batch, self.heads, -1, length)  # B, H, C/H, T
         attended = torch.einsum("bhkq,bhck->bhcq", weights, content).reshape(batch, channels, length)
@@ -339,6 +351,43 @@ def residual_options(
     return (options if mode & 1 else None), (options if mode & 2 else None)
 
 
+@functools.cache
+def sinc_resample_kernel(old_sr: int, new_sr: int) -> tuple[Tensor, int]:
+    """The windowed-sinc kernels ``[new_sr, 1, taps]`` (float32, CPU) of
+    ``julius.resample_frac(x, old_sr, new_sr)`` with julius's default zeros and roll-off, and
+    the padding ``width`` on each side. Computed once per pair by julius itself and never
+    modified, so the constant an exported graph holds is the kernel julius applies.
+
+    Args:
+        old_sr: Input rate, in lowest terms with ``new_sr``.
+        new_sr: Output rate.
+    """
+    with torch.no_grad():
+        resampler = julius.ResampleFrac(old_sr, new_sr)
+    return resampler.kernel.detach(), int(resampler._width)
+
+
+def sinc_resample(x: Tensor, old_sr: int, new_sr: int) -> Tensor:
+    """Resample ``x`` (``[B, C, T]``) from ``old_sr`` to ``new_sr``: what
+    ``julius.resample_frac(x, old_sr, new_sr)`` computes, step for step (edge padding, a strided
+    convolution with one kernel per output phase, the phases interleaved, the output floored to
+    ``T * new_sr // old_sr`` samples), with the sizes as Python integers and the kernels as
+    constants, so that it traces into opset-17 ONNX (Pad in edge mode, Conv, Transpose, Reshape,
+    Slice) with a static time axis.
+
+    Args:
+        x: Signal, ``[B, C, T]``.
+        old_sr: Input rate, in lowest terms with ``new_sr``.
+        new_sr: Output rate.
+    """
+    kernel, width = sinc_resample_kernel(old_sr, new_sr)
+    channels, length = int(x.shape[1]), int(x.shape[2])
+    padded = F.pad(x.reshape(-1, 1, length), (width, width + old_sr), mode="replicate")  # B*C, 1, T+
+    phases = F.conv1d(padded, kernel.to(x), stride=old_sr)  # B*C, new_sr, T'
+    y = phases.transpose(1, 2).reshape(-1, channels, phases.shape[-1] * new_sr)  # B, C, new_sr * T'
+    return y[..., : new_sr * length // old_sr]
+
+
 def center_trim(x: Tensor, length: int) -> Tensor:
     """Keep the central ``length`` samples of ``x`` (time last); an odd excess is taken more from
     the right.
@@ -347,7 +396,8 @@ def center_trim(x: Tensor, length: int) -> Tensor:
         x: Tensor with time last, at least ``length`` long.
         length: Samples to keep.
     """
-    excess = x.shape[-1] - length
+    # Python integers also while tracing, so that the exported graph slices a static range.
+    excess = int(x.shape[-1]) - int(length)
     if excess < 0:
         raise ValueError(f"cannot trim {x.shape[-1]} samples to {length}")
     return x[..., excess // 2 : excess // 2 + length]
@@ -365,4 +415,6 @@ __all__ = [
     "group_norm",
     "rescale_conv_weights",
     "residual_options",
+    "sinc_resample",
+    "sinc_resample_kernel",
 ]
