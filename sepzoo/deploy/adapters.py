@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 ADAPTER_MODULES: dict[str, str] = {
+    "open_unmix": "sepzoo.deploy.umx",
     "waveform": "sepzoo.deploy.adapters",
 }
 """Adapter name -> the module that registers it."""
