@@ -14,6 +14,7 @@ def _engine_options(args: argparse.Namespace) -> dict[str, Any]:
     """
     return {
         "shifts": args.shifts,
+        "tta": args.tta,
         "overlap": args.overlap,
         "segment": args.segment,
         "batch_size": args.batch_size,
