@@ -1,9 +1,10 @@
 """Test-time augmentation (TTA): run a model on transformed copies of its input and average.
 
 Each augmentation is its own inverse and acts on every sample alike, so a chunk of the
-augmented track is the augmented chunk: both engines (:mod:`sepzoo.engine.apply` and
-:mod:`sepzoo.engine.streaming`) apply a :class:`Variant` to each chunk they feed a model (and to
-its reference stems) and undo it on the chunk's outputs, giving the same stems either way.
+augmented track is the augmented chunk: :mod:`sepzoo.engine.apply` augments the whole (shifted)
+track and its reference stems and undoes the variant on the stems, while
+:mod:`sepzoo.engine.streaming` augments each chunk's input window and undoes it on the chunk's
+outputs; the model sees the same numbers either way, so both give the same stems.
 
 * ``flip``: reverse the order of the audio channels (swap left and right); undone by swapping
   the stems' channels back. Models with one channel have nothing to swap: asking for ``flip``
