@@ -587,3 +587,35 @@ def test_existing_report_is_kept_without_force_and_replaced_with_it(evals, tmp_p
     assert main(["report", str(scores), "-o", str(out), "--force"]) == 0
     assert out.read_text().startswith("<!DOCTYPE html>")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report.html", "scores"]  # no temporary file left
+
+
+def test_page_shows_each_equivalence_test_and_what_its_verdicts_mean():
+    import copy
+
+    from sepzoo.evaluation.stats import compare_equivalence
+    from sepzoo.experiments.report import render_report
+
+    comparison = _synthetic()
+    assert 'id="equivalence"' not in render_report(Comparison.from_data(comparison))
+    wave, spec = comparison["systems"]
+    exports = [
+        {**copy.deepcopy(wave), "label": "wave-int8", "kind": "exported"},
+        {**copy.deepcopy(spec), "label": "spec-int8", "kind": "exported"},
+    ]
+    pairs = [("wave-int8", "<b>wave</b>"), ("spec-int8", "spec")]
+    comparison["systems"] += exports
+    comparison["equivalence"] = compare_equivalence(comparison["systems"], pairs, PAIR, margin=0.25)
+    comparison["equivalence_margin_db"] = 0.25
+    page = render_report(Comparison.from_data(comparison))
+    section = page[page.index('id="equivalence"') : page.index('id="audio"')]
+    assert "TOST with a margin of ± 0.25 dB" in section and "not shown" in section
+    rows = re.findall(r'<tr class="test (\w+)">(.*?)</tr>', section)
+    assert len(rows) == 2 * len(PAIR)
+    cells = [re.findall(r"<td>(.*?)</td>", row) for _, row in rows]
+    # Identical scores on 12 tracks: p = 1/4096 on each side, equivalent on every source.
+    assert cells[0][:5] == ["wave-int8", "&lt;b&gt;wave&lt;/b&gt;", PAIR[0], "12", "0.00"]
+    assert all(c[-1] == "equivalent within the margin" for c in cells[: len(PAIR)])
+    assert rows[0][0] == "yes"
+    no_scores = [c for c in cells if c[1] == "spec" and c[2] == "bass"]
+    assert no_scores[0][3] == "0" and no_scores[0][-1] == "not shown (n too small)"
+    assert not re.search(r"\bnan\b", section, re.IGNORECASE)

@@ -119,3 +119,93 @@ def test_with_ties_the_signed_rank_p_value_counts_every_sign_pattern():
     assert signed_rank_p_value(differences) == pytest.approx(min(1.0, 2 * min(low, high)))
     assert signed_rank_p_value(np.zeros(6)) == 1.0
     assert signed_rank_p_value(np.ones(12)) == pytest.approx(2 / 2**12)
+
+
+def test_one_sided_signed_rank_p_values_equal_scipys_exact_ones_without_ties():
+    from scipy.stats import wilcoxon
+
+    from sepzoo.evaluation.stats import one_sided_signed_rank_p_value
+
+    rng = np.random.default_rng(3)
+    for n in (5, 9, 14):
+        differences = rng.normal(0.3, 1.0, size=n)
+        for alternative in ("greater", "less"):
+            expected = wilcoxon(differences, alternative=alternative, method="exact").pvalue
+            assert one_sided_signed_rank_p_value(differences, alternative) == pytest.approx(expected)
+
+
+def test_one_sided_signed_rank_p_values_drop_zeros_and_count_tied_ranks():
+    from sepzoo.evaluation.stats import one_sided_signed_rank_p_value
+
+    # Zeros are dropped: six positive differences left, p = 1 / 2**6 on the upper side.
+    assert one_sided_signed_rank_p_value([0, 0, 1, 2, 3, 4, 5, 6], "greater") == pytest.approx(1 / 64)
+    # All four magnitudes tie (rank 2.5 each); one negative: P(at most 1 negative of 4) = 5 / 16.
+    assert one_sided_signed_rank_p_value([1, 1, 1, -1], "greater") == pytest.approx(5 / 16)
+    assert one_sided_signed_rank_p_value([1, 1, 1, -1], "less") == pytest.approx(15 / 16)
+    assert one_sided_signed_rank_p_value(np.zeros(5), "less") == 1.0
+
+
+def test_identical_scores_on_eight_tracks_are_equivalent_even_after_holm_across_four_sources():
+    from sepzoo.evaluation.stats import EQUIVALENT, equivalence_tests
+
+    scores = {s: np.linspace(3, 8, 8) for s in ("drums", "bass", "other", "vocals")}
+    tests = equivalence_tests(scores, scores, list(scores), margin=0.2)
+    for test in tests:
+        # Every difference is 0: both shifted samples are all of one sign, p = 1 / 2**8 each side.
+        assert test["count"] == 8 and test["median_difference"] == 0.0
+        assert test["p_lower"] == pytest.approx(1 / 256) and test["p_upper"] == pytest.approx(1 / 256)
+        assert test["p_holm"] == pytest.approx(4 / 256)
+        assert test["verdict"] == EQUIVALENT
+
+
+def test_an_exported_model_about_one_db_lower_is_worse_and_a_small_noisy_loss_is_not_shown():
+    from sepzoo.evaluation.stats import NOT_SHOWN, WORSE, equivalence_tests
+
+    rng = np.random.default_rng(0)
+    original = rng.normal(5, 2, size=10)
+    exported = {
+        "drums": original - 1.0 + rng.normal(0, 0.1, size=10),  # every track about 1 dB lower
+        "bass": original + rng.normal(0, 0.5, size=10),  # noise wider than the margin
+    }
+    tests = equivalence_tests(exported, {s: original for s in exported}, list(exported), margin=0.2)
+    drums, bass = tests
+    assert drums["median_difference"] == pytest.approx(-1.0, abs=0.1)
+    assert drums["p_worse"] == pytest.approx(1 / 1024) and drums["p_worse_holm"] == pytest.approx(2 / 1024)
+    assert drums["p_lower"] == 1.0 and drums["verdict"] == WORSE
+    assert bass["p_holm"] > 0.05 and bass["p_worse_holm"] > 0.05 and bass["verdict"] == NOT_SHOWN
+
+
+def test_three_tracks_cannot_show_equivalence_and_holm_counts_every_source():
+    from sepzoo.evaluation.stats import EQUIVALENT, TOO_FEW, equivalence_tests
+
+    three = equivalence_tests({"vocals": np.zeros(3)}, {"vocals": np.zeros(3)}, ["vocals"], margin=0.2)
+    assert three[0]["p_tost"] == pytest.approx(1 / 8) and three[0]["verdict"] == TOO_FEW
+    # Five tracks: 1/32 < 0.05 alone, but Holm over four sources gives 4/32 > 0.05: too few.
+    sources = ["drums", "bass", "other", "vocals"]
+    zeros = {s: np.zeros(5) for s in sources}
+    assert equivalence_tests(zeros, zeros, ["drums"], 0.2)[0]["verdict"] == EQUIVALENT
+    assert {t["verdict"] for t in equivalence_tests(zeros, zeros, sources, 0.2)} == {TOO_FEW}
+
+
+def test_holm_across_sources_orders_the_tost_p_values():
+    from sepzoo.evaluation.stats import EQUIVALENT, NOT_SHOWN, equivalence_tests, holm_adjust
+
+    rng = np.random.default_rng(1)
+    original = rng.normal(5, 2, size=12)
+    spread = {"drums": 0.01, "bass": 0.1, "other": 0.3, "vocals": 2.0}
+    exported = {s: original + rng.normal(0, width, size=12) for s, width in spread.items()}
+    tests = equivalence_tests(exported, {s: original for s in spread}, list(spread), margin=0.2)
+    assert [t["p_holm"] for t in tests] == pytest.approx(holm_adjust([t["p_tost"] for t in tests]))
+    assert tests[0]["p_holm"] == pytest.approx(4 / 4096)  # 12 tracks well inside the margin
+    assert tests[0]["verdict"] == EQUIVALENT and tests[3]["verdict"] == NOT_SHOWN
+    for test in tests:
+        assert test["p_tost"] == max(test["p_lower"], test["p_upper"])
+
+
+def test_an_equivalence_margin_must_be_positive_and_nan_pairs_are_dropped():
+    from sepzoo.evaluation.stats import equivalence_test
+
+    with pytest.raises(ValueError, match="positive"):
+        equivalence_test([1.0, 2.0], [1.0, 2.0], margin=0.0)
+    result = equivalence_test([1.0, math.nan, 2.0, 3.0], [1.0, 2.0, math.nan, 3.0], margin=0.5)
+    assert result["count"] == 2 and result["p_tost"] == pytest.approx(1 / 4)

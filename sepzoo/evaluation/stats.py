@@ -9,6 +9,9 @@ models means little without its uncertainty. Three tools:
   per-track differences: the mean difference with a bootstrap interval, and the two-sided
   Wilcoxon signed-rank test's p-value;
 * :func:`seed_spread`: the mean and sample standard deviation of a score over training seeds.
+* :func:`equivalence_tests`: an exported (e.g. quantised) model against the model it came
+  from: TOST with two one-sided exact Wilcoxon signed-rank tests on the per-track differences,
+  Holm-adjusted across sources, with a verdict per source.
 
 Tracks with a NaN score (BSSEval on a track with a silent stem) are left out, pairwise.
 """
@@ -18,6 +21,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
@@ -164,12 +168,52 @@ def signed_rank_p_value(differences: Sequence[float] | np.ndarray) -> float:
     Returns:
         The p-value; ``1.0`` when every difference is zero.
     """
+    null = _signed_rank_null(differences)
+    if null is None:
+        return 1.0
+    probability, observed = null
+    low = probability[: observed + 1].sum()
+    high = probability[observed:].sum()
+    return float(min(1.0, 2 * min(low, high)))
+
+
+def one_sided_signed_rank_p_value(
+    differences: Sequence[float] | np.ndarray, alternative: Literal["greater", "less"]
+) -> float:
+    """Exact one-sided p-value of the Wilcoxon signed-rank test, ties included.
+
+    The same exact null distribution as :func:`signed_rank_p_value` (zeros dropped, tied
+    magnitudes at their average rank), read on one side: ``"greater"`` tests whether the
+    differences lie above zero (a large positive rank sum), ``"less"`` whether they lie below.
+
+    Args:
+        differences: Per-track differences.
+        alternative: ``"greater"`` or ``"less"``.
+
+    Returns:
+        The p-value; ``1.0`` when every difference is zero.
+    """
+    if alternative not in ("greater", "less"):
+        raise ValueError(f"alternative must be 'greater' or 'less', got {alternative!r}")
+    null = _signed_rank_null(differences)
+    if null is None:
+        return 1.0
+    probability, observed = null
+    tail = probability[observed:] if alternative == "greater" else probability[: observed + 1]
+    return float(min(1.0, tail.sum()))
+
+
+def _signed_rank_null(differences: Sequence[float] | np.ndarray) -> tuple[np.ndarray, int] | None:
+    """The exact null distribution of the doubled positive rank sum, and its observed value.
+
+    ``None`` when no difference is left after dropping NaN and zero ones.
+    """
     from scipy.stats import rankdata
 
     kept = _finite(differences)
     kept = kept[kept != 0]
     if kept.size == 0:
-        return 1.0
+        return None
     ranks = np.rint(2 * rankdata(np.abs(kept))).astype(np.int64)  # doubled average ranks
     observed = int(ranks[kept > 0].sum())
     probability = np.zeros(int(ranks.sum()) + 1)
@@ -178,9 +222,7 @@ def signed_rank_p_value(differences: Sequence[float] | np.ndarray) -> float:
         shifted = np.zeros_like(probability)
         shifted[rank:] = probability[:-rank]
         probability = 0.5 * (probability + shifted)
-    low = probability[: observed + 1].sum()
-    high = probability[observed:].sum()
-    return float(min(1.0, 2 * min(low, high)))
+    return probability, observed
 
 
 def seed_spread(values: Sequence[float] | np.ndarray) -> tuple[float, float]:
@@ -325,6 +367,152 @@ def compare_systems(
         paired += family
         panel += panel_family
     return {"domains": domains, "paired": paired, "domain_panel": panel}
+
+
+EQUIVALENT = "equivalent within the margin"
+WORSE = "worse"
+NOT_SHOWN = "not shown"
+TOO_FEW = "not shown (n too small)"
+VERDICTS = (EQUIVALENT, WORSE, NOT_SHOWN, TOO_FEW)
+"""The verdicts of :func:`equivalence_tests`, per source."""
+
+
+def equivalence_test(
+    exported: Sequence[float] | np.ndarray, original: Sequence[float] | np.ndarray, margin: float
+) -> dict:
+    """TOST on paired per-track scores: is the exported model within ``margin`` dB of the original?
+
+    The differences are ``exported - original``, per track (pairs with a NaN left out). Two
+    one-sided exact Wilcoxon signed-rank tests (:func:`one_sided_signed_rank_p_value`, zeros
+    dropped, ties at average ranks) reject H0 "median difference <= -margin" (the differences
+    plus ``margin`` lie above zero: ``p_lower``) and H0 "median difference >= +margin" (the
+    differences minus ``margin`` lie below zero: ``p_upper``); the TOST p-value is the larger.
+    ``p_worse`` is the one-sided test of "the exported model is worse by more than the margin"
+    (the differences plus ``margin`` lie below zero), the complement of ``p_lower``.
+
+    Args:
+        exported: The exported model's score per track.
+        original: The original model's score per track, same order.
+        margin: The equivalence margin in dB, positive.
+
+    Returns:
+        ``count``, ``median_difference``, ``p_lower``, ``p_upper``, ``p_tost`` and ``p_worse``
+        (p-values NaN when no track has both scores).
+    """
+    if not margin > 0:
+        raise ValueError(f"the equivalence margin must be positive, got {margin}")
+    a = np.asarray(exported, dtype=np.float64).reshape(-1)
+    b = np.asarray(original, dtype=np.float64).reshape(-1)
+    if a.shape != b.shape:
+        raise ValueError(f"paired scores need one value per track for both models, got {a.size} and {b.size}")
+    differences = (a - b)[~(np.isnan(a) | np.isnan(b))]
+    if differences.size == 0:
+        nan = math.nan
+        return {
+            "count": 0,
+            "median_difference": nan,
+            "p_lower": nan,
+            "p_upper": nan,
+            "p_tost": nan,
+            "p_worse": nan,
+        }
+    p_lower = one_sided_signed_rank_p_value(differences + margin, "greater")
+    p_upper = one_sided_signed_rank_p_value(differences - margin, "less")
+    return {
+        "count": int(differences.size),
+        "median_difference": float(np.median(differences)),
+        "p_lower": p_lower,
+        "p_upper": p_upper,
+        "p_tost": max(p_lower, p_upper),
+        "p_worse": one_sided_signed_rank_p_value(differences + margin, "less"),
+    }
+
+
+def equivalence_tests(
+    exported: dict[str, Sequence[float] | np.ndarray],
+    original: dict[str, Sequence[float] | np.ndarray],
+    sources: Sequence[str],
+    margin: float,
+    alpha: float = 0.05,
+) -> list[dict]:
+    """The equivalence test of one exported model against its original, on every source.
+
+    The sources form one family: the TOST p-values are Holm-adjusted together (``p_holm``),
+    and so are the p-values of being worse (``p_worse_holm``). The verdict per source is
+    :data:`EQUIVALENT` when ``p_holm < alpha``, else :data:`WORSE` when ``p_worse_holm < alpha``
+    (the two cannot both hold), else :data:`TOO_FEW` when ``n`` tracks cannot reach ``alpha``
+    whatever the scores (the smallest exact one-sided p-value is ``1 / 2**n``, and Holm
+    multiplies the smallest of ``m`` by ``m``: ``m / 2**n >= alpha``), else :data:`NOT_SHOWN`.
+
+    Args:
+        exported: The exported model's per-track scores, by source.
+        original: The original model's per-track scores, by source.
+        sources: The sources to test.
+        margin: The equivalence margin in dB, positive.
+        alpha: Significance level. (Default: ``0.05``)
+
+    Returns:
+        One dict per source: ``source``, the fields of :func:`equivalence_test`, ``p_holm``,
+        ``p_worse_holm`` and ``verdict``.
+    """
+    tests = [
+        {"source": source, **equivalence_test(exported[source], original[source], margin)}
+        for source in sources
+    ]
+    family = sum(1 for test in tests if test["count"] > 0)
+    for test, p_holm, p_worse_holm in zip(
+        tests,
+        holm_adjust([t["p_tost"] for t in tests]),
+        holm_adjust([t["p_worse"] for t in tests]),
+    ):
+        test["p_holm"], test["p_worse_holm"] = p_holm, p_worse_holm
+        if p_holm < alpha:
+            test["verdict"] = EQUIVALENT
+        elif p_worse_holm < alpha:
+            test["verdict"] = WORSE
+        elif test["count"] == 0 or family / 2.0 ** test["count"] >= alpha:
+            test["verdict"] = TOO_FEW
+        else:
+            test["verdict"] = NOT_SHOWN
+    return tests
+
+
+def compare_equivalence(
+    systems: list[dict],
+    pairs: Sequence[Sequence[str]],
+    sources: Sequence[str],
+    margin: float,
+    alpha: float = 0.05,
+    metric: str = "nSDR",
+) -> list[dict]:
+    """The equivalence tests of a comparison: each pair ``(exported, original)`` of system labels.
+
+    Args:
+        systems: The systems as :func:`compare_systems` takes them (``label`` and ``per_track``).
+        pairs: ``(exported label, original label)`` pairs.
+        sources: The sources to test.
+        margin: The equivalence margin in dB, positive.
+        alpha: Significance level. (Default: ``0.05``)
+        metric: The per-track metric compared. (Default: ``"nSDR"``)
+
+    Returns:
+        Per pair and source, the dict of :func:`equivalence_tests` with ``metric``, ``exported``,
+        ``original`` and ``margin``; Holm families are one pair's sources.
+    """
+    by_label = {system["label"]: system for system in systems}
+    results: list[dict] = []
+    for exported, original in pairs:
+        first, second = by_label[exported], by_label[original]
+        tests = equivalence_tests(
+            {s: _scores(first, metric, s) for s in sources},
+            {s: _scores(second, metric, s) for s in sources},
+            sources,
+            margin,
+            alpha,
+        )
+        head = {"metric": metric, "exported": exported, "original": original, "margin": margin}
+        results += [{**head, **test} for test in tests]
+    return results
 
 
 def _scores(system: dict, metric: str, source: str) -> np.ndarray:

@@ -10,7 +10,9 @@ writes:
 * ``OUT/comparison.json`` (:class:`sepzoo.experiments.records.Comparison`): per system and
   source, cSDR and nSDR per track, their summaries with bootstrap intervals, the paired tests
   between domains and the waveform-vs-spectrogram panel
-  (:func:`sepzoo.evaluation.stats.compare_systems`), and an audio excerpt through every system;
+  (:func:`sepzoo.evaluation.stats.compare_systems`), the equivalence tests of exported models
+  against the models they came from (:func:`equivalence_pairs`,
+  :func:`sepzoo.evaluation.stats.equivalence_tests`), and an audio excerpt through every system;
 * ``OUT/table.txt``: the table printed at the end;
 * a W&B summary run in the comparison's group (offline without an API key);
 * ``OUT/report.html`` (:mod:`sepzoo.experiments.report`).
@@ -27,6 +29,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -83,11 +86,15 @@ def run_comparison(
     out_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out_dir / "recipe.yaml", recipe.text)
     command = " ".join(["sepzoo", "compare", str(recipe_path), *(overrides or [])])
-    systems = [_train_model(recipe, entry, out_dir, force) for entry in recipe.models]
+    systems = [
+        _ready_model(entry) if entry.path is not None else _train_model(recipe, entry, out_dir, force)
+        for entry in recipe.models
+    ]
     systems += [_oracle(name) for name in recipe.oracles]
+    pairs = equivalence_pairs(systems, recipe.equivalence)
     log.info("\ncompare: scoring %d systems on %s", len(systems), _subset_name(recipe))
     summaries = [_evaluate(recipe, system, out_dir, force) for system in systems]
-    comparison = _assemble(recipe, systems, summaries, command, out_dir)
+    comparison = _assemble(recipe, systems, summaries, command, out_dir, pairs)
     comparison.excerpt = _write_excerpts(recipe, systems, out_dir)
     table = format_comparison(comparison)
     write_text_atomic(out_dir / "table.txt", table + "\n")
@@ -278,6 +285,124 @@ def _run_training(name: str, path: Path, overrides: list[str], run_dir: Path, fo
     write_json_atomic(run_dir / _TIMING_FILE, {"seconds": round(time.monotonic() - start, 1)})
 
 
+def _ready_model(entry: ModelEntry) -> System:
+    """A ready-made model (model file, run directory or exported folder), scored as it is."""
+    from sepzoo.models.files import load_separator
+
+    assert entry.path is not None
+    manifest = export_manifest(entry.path)
+    if manifest is not None:
+        name, domain, parameters = manifest.get("architecture"), manifest.get("domain", "unknown"), None
+    else:
+        model = load_separator(entry.path)
+        name = getattr(model, "registry_name", None) or type(model).__name__
+        domain, parameters = model.domain, model.num_parameters()
+    return System(
+        label=entry.label,
+        model=name,
+        domain=domain,
+        kind="exported" if manifest is not None else "trained",
+        recipe=None,
+        parameters=parameters,
+        config=None,
+        runs=[Run(seed=None, spec=str(entry.path))],
+    )
+
+
+def export_manifest(spec: str | Path) -> dict[str, Any] | None:
+    """The manifest of an exported folder, or ``None`` when ``spec`` is not one.
+
+    Args:
+        spec: What a comparison scores: a path or a registry name.
+
+    Raises:
+        SepzooError: The manifest cannot be read, or lacks a key
+            (:func:`sepzoo.deploy.runtime.read_manifest`).
+    """
+    from sepzoo.deploy.runtime import is_exported_folder, read_manifest
+
+    return read_manifest(spec) if is_exported_folder(spec) else None
+
+
+def model_digest(spec: str | Path) -> str | None:
+    """The sha256 of the file a model path is read from, as an export records it.
+
+    A model file or training checkpoint is hashed itself, a run directory by the checkpoint
+    :func:`~sepzoo.models.files.find_run_checkpoint` picks (the file
+    :func:`~sepzoo.models.files.model_source_path` names); an exported folder, a registry
+    name, a missing path or a folder with no checkpoints has no digest.
+
+    Args:
+        spec: A system's model path or registry name.
+    """
+    from sepzoo.deploy.runtime import file_digest, is_exported_folder
+    from sepzoo.models.files import model_source_path
+
+    path = Path(spec)
+    if path.is_dir() and (is_exported_folder(path) or not (path / "checkpoints").is_dir()):
+        return None
+    source = model_source_path(path)
+    return None if source is None else file_digest(source)
+
+
+def equivalence_pairs(systems: list[System], named: Sequence[tuple[str, str]] = ()) -> list[tuple[str, str]]:
+    """The ``(exported, original)`` pairs a comparison tests for equivalence.
+
+    The pairs the recipe names (``statistics.equivalence``) come first. Then every system whose
+    model is an exported folder is paired with the other system whose model file has the
+    digest its manifest records as ``source.sha256`` (a run directory counts by the checkpoint
+    :func:`~sepzoo.models.files.find_run_checkpoint` picks). An original trained with several
+    seeds is skipped with a warning: its per-track scores are means over seeds, not the scores
+    of the one run that was exported.
+
+    Args:
+        systems: The comparison's systems, each with its runs' ``spec``.
+        named: Pairs of labels named in the recipe. (Default: none)
+    """
+    pairs = [(exported, original) for exported, original in named]
+    paired = {exported for exported, _ in pairs}
+    digests: dict[str, str | None] = {}
+
+    def digest(spec: str) -> str | None:
+        if spec not in digests:
+            digests[spec] = model_digest(spec)
+        return digests[spec]
+
+    for system in systems:
+        specs = [run.spec for run in system.runs if run.spec]
+        manifest = export_manifest(specs[0]) if len(specs) == 1 else None
+        if manifest is None or system.label in paired:
+            continue
+        source = manifest.get("source") if isinstance(manifest.get("source"), dict) else {}
+        wanted = source.get("sha256")
+        matches = [
+            other
+            for other in systems
+            if other is not system and wanted and any(digest(r.spec) == wanted for r in other.runs if r.spec)
+        ]
+        if not matches:
+            log.warning(
+                "compare: %s: no system in this comparison is the model it was exported from (%s); "
+                "no equivalence test for it",
+                system.label,
+                source.get("path", "unknown source"),
+            )
+            continue
+        original = matches[0]
+        if len(original.runs) > 1:
+            log.warning(
+                "compare: %s was exported from one seed of %s, whose scores are means over %d seeds; "
+                "no equivalence test (name the run itself as a model to test it)",
+                system.label,
+                original.label,
+                len(original.runs),
+            )
+            continue
+        pairs.append((system.label, original.label))
+        paired.add(system.label)
+    return pairs
+
+
 def _oracle(name: str) -> System:
     return System(
         label=name,
@@ -325,6 +450,7 @@ def _assemble(
     summaries: list[list[EvalSummary]],
     command: str,
     out_dir: Path,
+    pairs: list[tuple[str, str]] | None = None,
 ) -> Comparison:
     """The comparison (without the excerpt): every system scored on the same tracks, with statistics."""
     import sepzoo
@@ -355,7 +481,15 @@ def _assemble(
             "alpha": recipe.alpha,
             "metrics": METRIC_LABELS,
             "statistic": STATISTIC_OF_METRIC,
-            **scored_systems(systems, sources, recipe.confidence, recipe.alpha, recipe.resamples),
+            **scored_systems(
+                systems,
+                sources,
+                recipe.confidence,
+                recipe.alpha,
+                recipe.resamples,
+                equivalence=pairs or [],
+                margin=recipe.equivalence_margin if pairs else None,
+            ),
             "mixture": {"nSDR": {s: first.mixture_nSDR.get(s) for s in sources}},
             "wandb": {"group": recipe.wandb.group, "project": recipe.wandb.project, "summary_dir": None},
         },
@@ -518,6 +652,18 @@ def format_comparison(comparison: Comparison) -> str:
         f"paired tests between models of different domains: {significant} of "
         f"{len(comparison.paired)} significant after Holm adjustment"
     )
+    if comparison.equivalence:
+        lines.append(
+            f"equivalence, exported - original nSDR (TOST with exact Wilcoxon tests, margin "
+            f"{comparison.equivalence_margin_db:g} dB, Holm across sources, alpha {comparison.alpha}):"
+        )
+        for test in comparison.equivalence:
+            median = "n/a" if test.median_difference is None else f"{test.median_difference:+.2f} dB"
+            holm = "n/a" if test.p_holm is None else f"{test.p_holm:.3g}"
+            lines.append(
+                f"  {test.source:7s} {test.exported} vs {test.original}: median {median} over "
+                f"{test.count} tracks, Holm p {holm}: {test.verdict}"
+            )
     return "\n".join(lines).rstrip()
 
 

@@ -12,6 +12,11 @@ oracles::
       - {label: bsrnn, members: [../toy/bsrnn_drums.yaml, ../toy/bsrnn_vocals.yaml]}
     oracles: [irm2, ibm2]
 
+A model may also be ready-made, ``{label: umx-int8, path: exports/umx-int8}``: a model file, a run
+directory or an exported folder (``sepzoo export-onnx``), scored as it is and never trained. An
+exported folder is tested for equivalence with the system it was exported from (see
+``statistics.equivalence_margin_db`` and ``statistics.equivalence``).
+
 Its shape is a pydantic model (:class:`ComparisonFile` and its sections) checked by
 :func:`sepzoo.schema.validate`: an unknown key, a missing one or a value of the wrong type fails
 in one line naming the file, the dotted key and the closest valid key. What a shape cannot say
@@ -46,7 +51,7 @@ def _between(low: float, high: float) -> AfterValidator:
 
 
 _Label = Annotated[str, expect(_is_label, "letters, digits, '-' and '_'")]
-_MODEL_ENTRY = "a recipe path, or a mapping with `recipe` or `members` (one of them)"
+_MODEL_ENTRY = "a recipe path, or a mapping with `recipe`, `members` or `path` (one of them)"
 
 
 class _Section(StrictModel):
@@ -129,13 +134,22 @@ class EvalSection(_Section):
     device: str = "cpu"
 
 
+_Pair = Annotated[
+    list[_Label],
+    expect(lambda v: len(v) == 2 and v[0] != v[1], "[exported label, original label], two different labels"),
+]
+
+
 class StatisticsSection(_Section):
-    """``statistics``: the intervals and paired tests.
+    """``statistics``: the intervals, paired tests and equivalence tests.
 
     Args:
         confidence: Coverage of every interval. (Default: ``0.95``)
         alpha: Significance level. (Default: ``0.05``)
         resamples: Bootstrap resamples. (Default: ``10000``)
+        equivalence_margin_db: The margin of the equivalence tests, in dB of nSDR. (Default: ``0.2``)
+        equivalence: ``[exported, original]`` label pairs to test for equivalence, beside the
+            exported folders paired with their source by digest. (Default: none)
     """
 
     model_config = ConfigDict(title="the `statistics` section")
@@ -143,6 +157,8 @@ class StatisticsSection(_Section):
     confidence: Annotated[float, _between(0.5, 0.999)] = 0.95
     alpha: Annotated[float, _between(0.0001, 0.5)] = 0.05
     resamples: Annotated[int, _at_least(100)] = 10000
+    equivalence_margin_db: Annotated[float, expect(lambda v: v > 0, "a positive margin in dB")] = 0.2
+    equivalence: list[_Pair] = []
 
 
 class ExcerptSection(_Section):
@@ -184,7 +200,10 @@ class ModelSpec(StrictModel):
     Args:
         recipe: The training recipe, relative to the comparison recipe's folder.
         members: Or one-target recipes joined into a bag (one model per target).
-        label: Its name in the comparison. (Default: ``None``, the architecture's name)
+        path: Or a ready-made model, scored and not trained: a model file, a run directory or an
+            exported folder, relative to the working directory.
+        label: Its name in the comparison. (Default: ``None``, the architecture's name, or the
+            name of ``path``)
         overrides: ``key=value`` overrides for this model alone. (Default: none)
     """
 
@@ -192,12 +211,13 @@ class ModelSpec(StrictModel):
 
     recipe: str | None = None
     members: Annotated[list[str], expect(bool, "a non-empty list of recipe paths")] | None = None
+    path: Annotated[str, expect(bool, "a model file, run directory or exported folder")] | None = None
     label: _Label | None = None
     overrides: list[str] = []
 
     @model_validator(mode="after")
     def _recipe_or_members(self) -> ModelSpec:
-        if (self.recipe is None) == (self.members is None):
+        if sum(value is not None for value in (self.recipe, self.members, self.path)) != 1:
             raise PydanticCustomError("expected", "expected {expected}", {"expected": _MODEL_ENTRY})
         return self
 
@@ -267,12 +287,15 @@ class ModelEntry:
         recipes: The training recipe, or one recipe per member of a bag (e.g. Band-split RNN,
             one model per target, as its paper trains it).
         overrides: ``key=value`` overrides for this model alone.
+        path: A ready-made model (model file, run directory or exported folder) scored as it is;
+            ``recipes`` is then empty and ``model`` is ``None`` until it is loaded.
     """
 
     label: str
-    model: str
+    model: str | None
     recipes: tuple[Path, ...]
     overrides: tuple[str, ...] = ()
+    path: Path | None = None
 
     @property
     def is_bag(self) -> bool:
@@ -301,6 +324,8 @@ class ComparisonRecipe:
         confidence: Coverage of the intervals.
         alpha: Significance level.
         resamples: Bootstrap resamples.
+        equivalence_margin: The equivalence tests' margin in dB.
+        equivalence: ``(exported, original)`` label pairs named in the recipe.
         excerpt: The audio excerpt.
         wandb: W&B logging, its group resolved.
         out: The output folder.
@@ -323,6 +348,8 @@ class ComparisonRecipe:
     confidence: float
     alpha: float
     resamples: int
+    equivalence_margin: float
+    equivalence: list[tuple[str, str]]
     excerpt: ExcerptSection
     wandb: WandbSection
     out: Path
@@ -397,6 +424,12 @@ def _resolve(path: Path, given: ComparisonFile, text: str) -> ComparisonRecipe:
     oracles = _oracles(path, given.oracles, models)
     if not models and not oracles:
         raise _fail(path, "models", "expected at least one model recipe or oracle")
+    labels = [m.label for m in models]
+    for index, (exported, original) in enumerate(given.statistics.equivalence):
+        for label in (exported, original):
+            if label not in labels:
+                hint = suggestion(label, labels)
+                raise _fail(path, f"statistics.equivalence[{index}]", f"{label!r} is not a model label{hint}")
     return ComparisonRecipe(
         name=name,
         path=path,
@@ -414,6 +447,8 @@ def _resolve(path: Path, given: ComparisonFile, text: str) -> ComparisonRecipe:
         confidence=given.statistics.confidence,
         alpha=given.statistics.alpha,
         resamples=given.statistics.resamples,
+        equivalence_margin=given.statistics.equivalence_margin_db,
+        equivalence=[(a, b) for a, b in given.statistics.equivalence],
         excerpt=given.excerpt,
         wandb=given.wandb.model_copy(update={"group": given.wandb.group or name}),
         out=Path(given.out or Path("runs") / "compare" / name),
@@ -428,6 +463,9 @@ def _models(path: Path, given: ComparisonFile) -> list[ModelEntry]:
     models: list[ModelEntry] = []
     for index, spec in enumerate(given.models):
         where = f"models[{index}]"
+        if spec.path is not None:
+            models.append(_ready_made(path, where, spec, models))
+            continue
         key = "recipe" if spec.recipe is not None else "members"
         names = [spec.recipe] if spec.recipe is not None else list(spec.members or [])
         paths, loaded = [], []
@@ -445,6 +483,24 @@ def _models(path: Path, given: ComparisonFile) -> list[ModelEntry]:
             raise _fail(path, f"{where}.label", f"{label!r} is already used; give each model its own label")
         models.append(ModelEntry(label, loaded[0].model.name, tuple(paths), tuple(spec.overrides)))
     return models
+
+
+def _ready_made(path: Path, where: str, spec: ModelSpec, models: list[ModelEntry]) -> ModelEntry:
+    """A model scored as it is: it must exist; its label defaults to its file or folder name."""
+    assert spec.path is not None
+    model = Path(spec.path)
+    if not model.exists():
+        raise _fail(
+            path, f"{where}.path", f"{model} does not exist (a model file, run directory or exported folder)"
+        )
+    if spec.overrides:
+        raise _fail(
+            path, f"{where}.overrides", "a ready-made model (path) is not trained; it takes no overrides"
+        )
+    label = spec.label or "".join(c if _is_label(c) else "-" for c in model.resolve().name)
+    if any(m.label == label for m in models):
+        raise _fail(path, f"{where}.label", f"{label!r} is already used; give each model its own label")
+    return ModelEntry(label, None, (), (), path=model)
 
 
 def _oracles(path: Path, oracles: list[str], models: list[ModelEntry]) -> list[str]:

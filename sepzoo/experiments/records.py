@@ -102,7 +102,8 @@ class System(StrictModel):
         label: Its unique name in the comparison.
         model: The registry name of its architecture.
         domain: ``"waveform"``, ``"spectrogram"``, ``"hybrid"``, ``"oracle"`` or ``"unknown"``.
-        kind: ``"trained"`` or ``"oracle"``.
+        kind: ``"trained"``, ``"oracle"`` or ``"exported"`` (an exported folder; left out of the
+            paired tests and the domain panel, which compare independently trained models).
         recipe: The training recipe(s), comma-separated; ``null`` for an oracle.
         parameters: Trainable parameters as trained.
         config: The resolved training recipe (one per member of a bag, by recipe name).
@@ -117,7 +118,7 @@ class System(StrictModel):
     label: str
     model: str | None = None
     domain: str
-    kind: Literal["trained", "oracle"]
+    kind: Literal["trained", "oracle", "exported"]
     recipe: str | None = None
     parameters: int | None = None
     config: dict[str, Any] | None = None
@@ -175,6 +176,48 @@ class PairedTest(StrictModel):
     p_value: float | None = None
     p_holm: float | None = None
     significant: bool = False
+
+
+class EquivalenceTest(StrictModel):
+    """An exported model against the model it came from, on one source (TOST, exact Wilcoxon).
+
+    Differences are ``exported`` minus ``original``, per track; see
+    :func:`sepzoo.evaluation.stats.equivalence_tests` for the tests and the verdict.
+
+    Args:
+        metric: The metric compared (``"nSDR"``).
+        source: The source.
+        exported: The exported system's label.
+        original: The original system's label.
+        margin: The equivalence margin, in dB.
+        count: Tracks compared.
+        median_difference: Median per-track difference.
+        p_lower: One-sided p-value against "median difference <= -margin".
+        p_upper: One-sided p-value against "median difference >= +margin".
+        p_tost: The larger of the two.
+        p_holm: ``p_tost`` after Holm's adjustment across the pair's sources.
+        p_worse: One-sided p-value of "median difference < -margin" (the exported is worse).
+        p_worse_holm: ``p_worse`` after Holm's adjustment across the pair's sources.
+        verdict: ``"equivalent within the margin"``, ``"worse"``, ``"not shown"`` or
+            ``"not shown (n too small)"``.
+    """
+
+    model_config = ConfigDict(title="an equivalence test")
+
+    metric: str = "nSDR"
+    source: str
+    exported: str
+    original: str
+    margin: float
+    count: int | None = None
+    median_difference: Score = None
+    p_lower: float | None = None
+    p_upper: float | None = None
+    p_tost: float | None = None
+    p_holm: float | None = None
+    p_worse: float | None = None
+    p_worse_holm: float | None = None
+    verdict: str
 
 
 class Dataset(StrictModel):
@@ -283,6 +326,8 @@ class Comparison(StrictModel):
         domains: The labels of each domain's systems.
         paired: Tests between trained systems of different domains.
         domain_panel: Tests between the domains themselves.
+        equivalence_margin_db: The equivalence tests' margin, in dB.
+        equivalence: Equivalence tests of exported models against the models they came from.
         wandb: Where the runs are in W&B.
         excerpt: The audio excerpt.
     """
@@ -311,6 +356,8 @@ class Comparison(StrictModel):
     domains: dict[str, list[str]] = {}
     paired: list[PairedTest] = []
     domain_panel: list[PairedTest] = []
+    equivalence_margin_db: float | None = None
+    equivalence: list[EquivalenceTest] = []
     wandb: WandbGroup | None = None
     excerpt: ExcerptFiles | None = None
 
@@ -347,9 +394,15 @@ def json_safe(value: Any) -> Any:
 
 
 def scored_systems(
-    systems: Sequence[System], sources: list[str], confidence: float, alpha: float, resamples: int = 10000
+    systems: Sequence[System],
+    sources: list[str],
+    confidence: float,
+    alpha: float,
+    resamples: int = 10000,
+    equivalence: Sequence[tuple[str, str]] = (),
+    margin: float | None = None,
 ) -> dict[str, Any]:
-    """Systems with their summaries, and the paired tests and domain panel between them.
+    """Systems with their summaries, the paired tests and domain panel, and the equivalence tests.
 
     Args:
         systems: The systems, each with its per-track (and per-seed) scores.
@@ -357,15 +410,21 @@ def scored_systems(
         confidence: Coverage of every interval.
         alpha: Significance level.
         resamples: Bootstrap resamples. (Default: ``10000``)
+        equivalence: ``(exported, original)`` label pairs to test for equivalence. (Default: none)
+        margin: The equivalence margin in dB; needed with ``equivalence``. (Default: ``None``)
 
     Returns:
-        The comparison's ``systems``, ``domains``, ``paired`` and ``domain_panel`` as plain data,
-        for :meth:`Comparison.from_data`.
+        The comparison's ``systems``, ``domains``, ``paired`` and ``domain_panel`` (and, with
+        pairs, ``equivalence_margin_db`` and ``equivalence``) as plain data, for
+        :meth:`Comparison.from_data`.
     """
-    from sepzoo.evaluation.stats import compare_systems
+    from sepzoo.evaluation.stats import compare_equivalence, compare_systems
 
     entries = [system.model_dump(exclude_unset=True, exclude={"summary"}) for system in systems]
     statistics = compare_systems(entries, sources, confidence, alpha, resamples)
+    if margin is not None:
+        statistics["equivalence_margin_db"] = margin
+        statistics["equivalence"] = compare_equivalence(entries, equivalence, sources, margin, alpha)
     return {"systems": entries, **statistics}
 
 
@@ -402,6 +461,7 @@ __all__ = [
     "Budget",
     "Comparison",
     "Dataset",
+    "EquivalenceTest",
     "ExcerptFiles",
     "IsoDate",
     "Mixture",

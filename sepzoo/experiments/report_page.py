@@ -14,7 +14,15 @@ import functools
 import math
 from typing import TYPE_CHECKING, Any
 
-from sepzoo.experiments.records import Budget, Comparison, PairedTest, Run, ScoreSummary, System
+from sepzoo.experiments.records import (
+    Budget,
+    Comparison,
+    EquivalenceTest,
+    PairedTest,
+    Run,
+    ScoreSummary,
+    System,
+)
 from sepzoo.experiments.report_figures import METRICS, as_number, domain_colour
 
 if TYPE_CHECKING:
@@ -67,6 +75,7 @@ def _page(comparison: Comparison, figures: dict[str, str], audio: dict[str, Any]
         "panel": _panel(comparison, figures),
         "scatter": [_image(figures, n, f"{n.split('/', 1)[1]}: per-track nSDR") for n in scatter],
         "statistics": _statistics(comparison),
+        "equivalence": _equivalence(comparison),
         "audio": audio,
         "configs": _configs(comparison),
         "version": __version__,
@@ -166,6 +175,36 @@ def _statistics(comparison: Comparison) -> dict[str, Any] | None:
         "rest": [_verdict(test) for test in tests if not test.significant],
         "too_few": {"tracks": tracks, "p": f"{smallest:.3g}"} if tracks and smallest >= alpha else None,
     }
+
+
+def _equivalence(comparison: Comparison) -> dict[str, Any] | None:
+    """The equivalence tests of exported models against their originals, one row per pair and source."""
+    tests = comparison.equivalence
+    if not tests:
+        return None
+    margin = comparison.equivalence_margin_db
+    return {
+        "alpha": f"{comparison.alpha:g}",
+        "margin": "–" if margin is None else f"{margin:g}",
+        "rows": [_equivalence_row(test) for test in tests],
+    }
+
+
+def _equivalence_row(test: EquivalenceTest) -> dict[str, Any]:
+    cells = [
+        test.exported,
+        test.original,
+        test.source,
+        "–" if test.count is None else test.count,
+        format_number(test.median_difference),
+        _fmt_p(test.p_lower),
+        _fmt_p(test.p_upper),
+        _fmt_p(test.p_holm),
+        _fmt_p(test.p_worse_holm),
+        test.verdict,
+    ]
+    verdict = {"equivalent within the margin": "yes", "worse": "worse"}.get(test.verdict, "no")
+    return {"verdict": verdict, "cells": [str(cell) for cell in cells]}
 
 
 def _verdict(test: PairedTest) -> dict[str, str | None]:
