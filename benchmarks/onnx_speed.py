@@ -21,14 +21,18 @@ loading is reported in its own column.
    architecture the seconds of each, onnxruntime / torch (goal: at most 0.8), the peak RSS of
    each, and the largest absolute difference between the two outputs (a sanity check: chunks
    that end the track differ a little, as the runtime widens them with zeros to the graph's
-   fixed length). An architecture without an export path is listed as such. At the toy size
-   with 20 s tracks the eleven architectures take about 10-15 minutes on 2 cores (most of it
-   in the exports); ``--size default`` takes far longer (the default RoFormers, MDX23C and HT
-   Demucs are tens to hundreds of times larger) and is meant for a few chosen ``--models``.
+   fixed length). An architecture without an export path is listed as such. The peaks include
+   the interpreter and its libraries (torch alone is several hundred MB). The toy size is the
+   default because it keeps the whole run well within 15 minutes on 2 cores (all eleven with
+   2 s tracks: under a minute, exports included; 20 s tracks multiply the separation times by
+   about ten); ``--size default`` takes far longer (the default RoFormers, MDX23C and HT Demucs
+   are tens to hundreds of times larger) and is meant for a few chosen ``--models``.
 2. ``--tta``: ``apply_model`` on the track with ``--tta-model`` (toy size, random weights)
    without augmentation, with ``tta=("flip", "polarity")`` (four passes), with ``shifts=2`` and
    with both (eight passes); prints each time and its ratio to the plain run, next to the
-   number of passes (the expected ratio).
+   number of passes (the expected ratio). ``tta`` is passed to ``apply_model`` only when
+   augmenting (``apply_model(..., tta=("flip", "polarity"))``); a sepzoo whose engine lacks the
+   argument shows those rows as failed.
 3. ``--quantized RUN_OR_MODEL... --root DATA``: each trained model (a run directory, model file
    or checkpoint) is exported in fp32 and in int8 (``quantize="int8"``, onnxruntime's dynamic
    quantisation). Prints the graph sizes, the onnxruntime time of separating every mixture of
