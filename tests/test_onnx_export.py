@@ -247,6 +247,15 @@ def test_torch_engine_runs_the_export_as_the_numpy_runtime_does(exported):
         apply_model(separator, mix, segment=0.3)
 
 
+def test_runtime_threads_set_the_sessions_intra_op_threads(exported):
+    mix = (0.3 * np.random.default_rng(2).standard_normal((2, 3000))).astype(np.float32)
+    one = load_exported(exported, threads=1)
+    assert one.session.get_session_options().intra_op_num_threads == 1
+    assert np.abs(one.separate(mix) - load_exported(exported, threads=2).separate(mix)).max() <= 1e-6
+    with pytest.raises(ValueError, match="threads must be >= 1"):
+        load_exported(exported, threads=0)
+
+
 def _torch_model(folder: Path) -> Separator:
     manifest = json.loads((folder / MANIFEST_NAME).read_text())
     return load_separator(manifest["source"]["path"]).eval()

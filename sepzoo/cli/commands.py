@@ -15,6 +15,7 @@ def _engine_options(args: argparse.Namespace) -> dict[str, Any]:
     """
     return {
         "shifts": args.shifts,
+        "tta": args.tta,
         "overlap": args.overlap,
         "segment": args.segment,
         "batch_size": args.batch_size,

@@ -73,6 +73,13 @@ def _add_engine_options(p: argparse.ArgumentParser, devices: str) -> None:
         devices: The device names the help text offers (``"cpu or cuda"``).
     """
     p.add_argument("--shifts", type=int, default=0, help="random test-time shifts (default: 0)")
+    p.add_argument(
+        "--tta",
+        default=None,
+        metavar="NAMES",
+        help="test-time augmentations, comma-separated: flip (swap channels), polarity (negate); every "
+        "combination runs at every shift and the stems are averaged (default: none)",
+    )
     p.add_argument("--overlap", type=float, default=0.25, help="chunk overlap fraction (default: 0.25)")
     p.add_argument(
         "--segment", type=float, default=None, help="chunk length in seconds (default: the model's)"

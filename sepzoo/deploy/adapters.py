@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 ADAPTER_MODULES: dict[str, str] = {
+    "open_unmix": "sepzoo.deploy.umx",
     "waveform": "sepzoo.deploy.adapters",
     "spectral_mask": "sepzoo.deploy.spectral",
     "spectral_stems": "sepzoo.deploy.spectral",

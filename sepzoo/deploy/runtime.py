@@ -309,13 +309,17 @@ class ExportedModel:
         return stems if batched else stems[0]
 
 
-def load_exported(folder: str | Path, providers: Sequence[str] | None = None) -> ExportedModel:
+def load_exported(
+    folder: str | Path, providers: Sequence[str] | None = None, threads: int | None = None
+) -> ExportedModel:
     """Open an exported folder: read its manifest, check every file's digest, start the session.
 
     Args:
         folder: The folder ``sepzoo export-onnx`` wrote.
         providers: onnxruntime execution providers, in order of preference. (Default:
             :func:`default_providers`, CUDA first where available, then the CPU)
+        threads: onnxruntime's intra-op threads on the CPU. (Default: ``None``, onnxruntime's
+            own choice, one per physical core)
 
     Raises:
         ExportedFolderError: Not an exported folder, or a file missing or altered.
@@ -333,6 +337,10 @@ def load_exported(folder: str | Path, providers: Sequence[str] | None = None) ->
         raise ExportedFolderError(f"{folder / MANIFEST_NAME}: adapter settings do not fit ({exc})") from None
     options = onnxruntime.SessionOptions()
     options.log_severity_level = 3  # warnings about provider fallbacks are not the user's problem
+    if threads is not None:
+        if threads < 1:
+            raise ValueError(f"threads must be >= 1, got {threads}")
+        options.intra_op_num_threads = threads
     session = onnxruntime.InferenceSession(
         str(folder / GRAPH_NAME), sess_options=options, providers=list(providers or default_providers())
     )

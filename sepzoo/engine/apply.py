@@ -9,6 +9,8 @@ model is always evaluated the way it is used. The engine
   with triangular weights (overlap-add);
 * optionally averages over random time shifts of the input (the "shift trick"), with a
   seeded generator so that results are reproducible;
+* optionally averages over test-time augmentations (:mod:`sepzoo.engine.tta`: channel flip,
+  polarity), each variant undone on its outputs and run at every shift;
 * optionally normalises the input by whole-track statistics and undoes it on the outputs;
 * combines the members of a :class:`BagOfModels` per source with their weights.
 
@@ -18,6 +20,8 @@ streaming engine asks too; this module only cuts the chunks out of a tensor it h
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 import tqdm
@@ -34,6 +38,7 @@ from sepzoo.engine.chunks import (
     model_device,
     model_name,
 )
+from sepzoo.engine.tta import Variant, tta_variants
 from sepzoo.models.bag import BagOfModels, combine_members
 from sepzoo.models.base import Separator
 
@@ -52,6 +57,7 @@ def apply_model(
     device: str | torch.device | None = None,
     seed: int = 0,
     progress: bool = False,
+    tta: str | Sequence[str] | None = None,
 ) -> Tensor:
     """Separate ``mix`` with ``model``, chunking, shifting and normalising as asked.
 
@@ -78,6 +84,10 @@ def apply_model(
             (Default: ``None``, the device of the model's parameters, else the CPU)
         seed: Seed of the generator drawing the shifts. (Default: ``0``)
         progress: Show a progress bar over chunks on stderr. (Default: ``False``)
+        tta: Test-time augmentations (``"flip,polarity"`` or a list of names): every
+            combination runs, at every shift, is undone on its stems, and all are averaged
+            (:mod:`sepzoo.engine.tta`). For a bag, each member runs every variant.
+            (Default: ``None``, none)
 
     Returns:
         Stems ``[S, C, T]`` (or ``[B, S, C, T]`` for a batch), float32 on ``mix``'s device.
@@ -85,6 +95,7 @@ def apply_model(
     check_engine_options(overlap, shifts, transition_power, batch_size, segment)
     batched = mix.dim() == 3
     mix, references = _as_batch(model, mix, references)
+    variants = tta_variants(tta, model.audio_channels, model_name(model))
     settings = EngineSettings(
         segment=segment,
         overlap=overlap,
@@ -105,11 +116,11 @@ def apply_model(
                 mix,
                 references,
                 lambda member, member_references: _apply_shifted(
-                    member, mix, member_references, shifts, generator, settings
+                    member, mix, member_references, shifts, generator, settings, variants
                 ),
             )
         else:
-            stems = _apply_shifted(model, mix, references, shifts, generator, settings)
+            stems = _apply_shifted(model, mix, references, shifts, generator, settings, variants)
         if normalize:
             stems = stems * std.unsqueeze(1) + mean.unsqueeze(1)
     return stems if batched else stems[0]
@@ -177,18 +188,26 @@ def _apply_shifted(
     shifts: int,
     generator: torch.Generator,
     settings: EngineSettings,
+    variants: Sequence[Variant] = (Variant(),),
 ) -> Tensor:
-    """Average the outputs over ``shifts`` random delays of the input (or run once)."""
+    """Average the outputs over the TTA variants and, within each, ``shifts`` random delays.
+
+    The shifts are drawn once per model and every variant runs all of them, variant after
+    variant, the order in which the streaming engine lays out its lanes.
+    """
     plan = ChunkPlan(model, settings)
     length = mix.shape[-1]
     total = None
-    for shift in draw_shifts(model, shifts, generator):
-        shifted_references = None if references is None else shift.pad(references)
-        out = _apply_chunked(plan, shift.pad(mix), shifted_references, settings)
-        out = out[..., shift.delay : shift.delay + length]
-        total = out if total is None else total + out
+    drawn = draw_shifts(model, shifts, generator)
+    for variant in variants:
+        for shift in drawn:
+            shifted_references = None if references is None else variant.apply(shift.pad(references))
+            out = _apply_chunked(plan, variant.apply(shift.pad(mix)), shifted_references, settings)
+            out = variant.undo(out[..., shift.delay : shift.delay + length])
+            total = out if total is None else total + out
     assert total is not None
-    return total / shifts if shifts else total
+    passes = len(variants) * len(drawn)
+    return total / passes if passes > 1 else total
 
 
 def _apply_chunked(

@@ -21,7 +21,7 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -205,6 +205,7 @@ def separate_file(
     normalize: bool = False,
     progress: bool = False,
     block_frames: int = 65536,
+    tta: str | Sequence[str] | None = None,
 ) -> FileSummary:
     """Stream one file through ``model`` into ``folder/<stem><suffix>``, all stems or none.
 
@@ -224,6 +225,7 @@ def separate_file(
             (Default: ``False``)
         progress: Show a progress bar on stderr. (Default: ``False``)
         block_frames: Frames read from the file at a time. (Default: ``65536``)
+        tta: Test-time augmentations (:mod:`sepzoo.engine.tta`). (Default: ``None``)
     """
     import tqdm
 
@@ -268,6 +270,7 @@ def separate_file(
                 batch_size=batch_size,
                 device=device,
                 jobs=jobs,
+                tta=tta,
             ):  # S, C, n
                 for writer, block in zip(writers, _stems_to_outputs(stems, sources, two_stems)):
                     writer.write(block)
@@ -300,6 +303,7 @@ def separate_files(
     jobs: int = 1,
     normalize: bool = False,
     progress: bool | None = None,
+    tta: str | Sequence[str] | None = None,
 ) -> list[Path]:
     """Separate each file into ``out/<file stem>/<source>.wav`` (or ``.flac``), streaming it.
 
@@ -326,12 +330,15 @@ def separate_files(
             average) and undo it on the stems, from a first pass over the file. (Default: ``False``)
         progress: Show a progress bar per file on stderr. (Default: ``None``, when stderr is a
             terminal)
+        tta: Test-time augmentations, e.g. ``"flip,polarity"``: every combination runs at every
+            shift and the stems are averaged (:mod:`sepzoo.engine.tta`). (Default: ``None``)
 
     Returns:
         The output folders, one per input.
     """
     from sepzoo.engine.apply import resolve_device
     from sepzoo.engine.chunks import check_engine_options
+    from sepzoo.engine.tta import parse_tta, tta_variants
     from sepzoo.models.files import load_separator
 
     if jobs < 0:
@@ -340,6 +347,7 @@ def separate_files(
         check_engine_options(overlap, shifts, 1.0, batch_size, segment)
     except ValueError as exc:
         raise SepzooError(str(exc)) from None
+    tta = parse_tta(tta)
     out = Path(out)
     device = str(resolve_device(device))
     model = load_separator(model_spec)
@@ -347,6 +355,7 @@ def separate_files(
         raise SepzooError(
             f"{model_spec}: an oracle needs the true stems; score it with `sepzoo eval` instead"
         )
+    tta_variants(tta, model.audio_channels, model_spec)
     names = output_names(list(model.sources), two_stems)
     plan = plan_outputs(files, out, names, force, output_format.suffix)
     model = model.to(device).eval()
@@ -368,6 +377,7 @@ def separate_files(
                 jobs=jobs,
                 normalize=normalize,
                 progress=show,
+                tta=tta,
             )
             log.info("%s", summary.line())
     return list(plan.values())

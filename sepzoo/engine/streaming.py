@@ -30,6 +30,7 @@ from sepzoo.engine.chunks import (
     model_name,
     running_members,
 )
+from sepzoo.engine.tta import Variant, tta_variants
 from sepzoo.models.bag import BagOfModels, MemberCombiner
 from sepzoo.models.base import Separator
 
@@ -117,7 +118,7 @@ class _Fifo:
 
 
 class _Lane:
-    """One member of the model at one time shift: where it stands in its chunk plan.
+    """One member of the model at one TTA variant and one time shift: where it stands in its chunk plan.
 
     A lane sees the track delayed by ``shift.delay`` samples and followed by
     ``shift.padding - shift.delay`` zeros, as :func:`apply_model` pads it: lane sample ``p`` is
@@ -126,8 +127,9 @@ class _Lane:
     lane sample before the next offset is final.
     """
 
-    def __init__(self, plan: ChunkPlan, member: int, shift: Shift, channels: int) -> None:
+    def __init__(self, plan: ChunkPlan, member: int, shift: Shift, channels: int, variant: Variant) -> None:
         self.plan = plan
+        self.variant = variant
         self.model = plan.model
         self.member = member  # position among the members that run
         self.delay = shift.delay
@@ -169,7 +171,7 @@ class _Lane:
 
     def add(self, batch: Sequence[Chunk], outputs: Tensor) -> None:
         """Overlap-add the model's outputs ``[len(batch), S, C, T']`` of a claimed batch."""
-        for chunk, out in zip(batch, outputs):
+        for chunk, out in zip(batch, self.variant.undo(outputs)):
             self.accumulator.add(chunk.crop(out), chunk.offset)  # S, C, length
             self.added_offset = self.plan.next_offset(chunk)
 
@@ -239,6 +241,8 @@ class StreamingEngine:
         device: Where the model runs. (Default: ``None``, the device of its parameters)
         seed: Seed of the generator drawing the shifts. (Default: ``0``)
         jobs: Batches run at the same time. (Default: ``1``)
+        tta: Test-time augmentations, as in :func:`apply_model`: one lane per member, variant
+            and shift. (Default: ``None``)
     """
 
     def __init__(
@@ -254,6 +258,7 @@ class StreamingEngine:
         device: str | torch.device | None = None,
         seed: int = 0,
         jobs: int = 1,
+        tta: str | Sequence[str] | None = None,
     ) -> None:
         check_engine_options(overlap, shifts, transition_power, batch_size, segment)
         if jobs < 1:
@@ -266,14 +271,18 @@ class StreamingEngine:
         self.jobs = jobs
         settings = EngineSettings(segment, overlap, transition_power, batch_size, None, False)
         self.device = model_device(model, None if device is None else torch.device(device))
-        self.shifts = shifts
+        variants = tta_variants(tta, self.channels, model_name(model))
+        self.passes = len(variants) * max(1, shifts)  # lanes per member, averaged in _emit
         generator = torch.Generator().manual_seed(seed)
         self.lanes: list[_Lane] = []
-        # As apply_model: the members that serve some source, in order, each drawing its shifts.
+        # As apply_model: the members that serve some source, in order, each drawing its shifts
+        # once and running every TTA variant at all of them.
         for index, member in enumerate(running_members(model)):
             plan = ChunkPlan(member, settings)
-            for shift in draw_shifts(member, shifts, generator):
-                self.lanes.append(_Lane(plan, index, shift, self.channels))
+            drawn = draw_shifts(member, shifts, generator)
+            for variant in variants:
+                for shift in drawn:
+                    self.lanes.append(_Lane(plan, index, shift, self.channels, variant))
         # As apply_model's combine_members: one combiner for the whole track, fed as lanes finish.
         self.combiner = MemberCombiner(model) if isinstance(model, BagOfModels) else None
         self.statistics = None
@@ -383,7 +392,7 @@ class StreamingEngine:
                 inputs = torch.zeros(len(batch), self.channels, batch[0].padded_length)  # N, C, P
                 for chunk, row in zip(batch, inputs):
                     self._fill_window(lane, chunk, row)
-                claimed.append((lane, batch, inputs))
+                claimed.append((lane, batch, lane.variant.apply(inputs)))
             if len(claimed) == self.jobs:
                 break
         return claimed
@@ -430,8 +439,8 @@ class StreamingEngine:
         by_member: dict[int, Tensor] = {}
         for lane, piece in zip(self.lanes, pieces):
             by_member[lane.member] = piece if lane.member not in by_member else by_member[lane.member] + piece
-        if self.shifts:
-            by_member = {member: total / self.shifts for member, total in by_member.items()}
+        if self.passes > 1:
+            by_member = {member: total / self.passes for member, total in by_member.items()}
         if self.combiner is not None:
             # The combiner takes the serving members in running_members's order, that of the lanes.
             stems = self.combiner.push([by_member[index].unsqueeze(0) for index in sorted(by_member)])[0]
@@ -482,6 +491,7 @@ def stream_model(
     device: str | torch.device | None = None,
     seed: int = 0,
     jobs: int = 1,
+    tta: str | Sequence[str] | None = None,
 ) -> Iterator[Tensor]:
     """Separate a track given as blocks ``[C, t]``, yielding the stems ``[S, C, n]`` in order.
 
@@ -501,6 +511,7 @@ def stream_model(
         device: Where the model runs. (Default: ``None``, its parameters' device)
         seed: Seed of the shifts. (Default: ``0``)
         jobs: Batches run at the same time. (Default: ``1``)
+        tta: Test-time augmentations, as in :func:`apply_model`. (Default: ``None``)
     """
     engine = StreamingEngine(
         model,
@@ -513,6 +524,7 @@ def stream_model(
         device=device,
         seed=seed,
         jobs=jobs,
+        tta=tta,
     )
     try:
         for block in blocks:

@@ -22,7 +22,7 @@ import hashlib
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -213,6 +213,7 @@ def evaluate(
     wandb: bool = False,
     wandb_project: str = "sepzoo",
     progress: bool = True,
+    tta: str | Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Score a model, or estimates on disk, on every track of ``root/subset``.
 
@@ -239,6 +240,8 @@ def evaluate(
         wandb: Log the tables to a W&B run in ``OUT``. (Default: ``False``)
         wandb_project: The W&B project. (Default: ``"sepzoo"``)
         progress: Show a progress bar over tracks. (Default: ``True``)
+        tta: Test-time augmentations, e.g. ``"flip,polarity"`` (:mod:`sepzoo.engine.tta`);
+            recorded in the summary's settings when any. (Default: ``None``)
 
     Returns:
         The summary written to ``OUT/summary.json``.
@@ -251,7 +254,9 @@ def evaluate(
     if (model_spec is None) == (estimates is None):
         raise SepzooError("eval: give either a model (-n) or --estimates DIR, not both or neither")
     root, out = Path(root), Path(out)
-    scorer = _build_scorer(model_spec, estimates, root, subset, shifts, overlap, segment, batch_size, device)
+    scorer = _build_scorer(
+        model_spec, estimates, root, subset, shifts, overlap, segment, batch_size, device, tta
+    )
     tracks = find_tracks(root, subset, scorer.data_sources)[: max_tracks or None]
     identity = {
         "model": None if model_spec is None else str(model_spec),
@@ -373,9 +378,14 @@ def _build_scorer(
     segment: float | None,
     batch_size: int,
     device: str,
+    tta: str | Sequence[str] | None = None,
 ) -> _Scorer:
     from sepzoo.engine.apply import resolve_device
+    from sepzoo.engine.tta import parse_tta, tta_variants
 
+    names = parse_tta(tta)
+    if names and estimates is not None:
+        raise SepzooError(f"--tta {','.join(names)}: estimates on disk are scored as they are; drop --tta")
     device_name = str(resolve_device(device))
     if estimates is not None:
         folder = EstimatesDir(estimates, subset)
@@ -407,6 +417,7 @@ def _build_scorer(
 
     assert model_spec is not None
     model = load_separator(model_spec).to(device_name).eval()
+    tta_variants(names, model.audio_channels, str(model_spec))
 
     def separate(track: Any, mix: Tensor, references: Tensor) -> Tensor:
         return apply_model(
@@ -418,9 +429,12 @@ def _build_scorer(
             shifts=shifts,
             batch_size=batch_size,
             device=device_name,
+            tta=names,
         )
 
     settings = {"shifts": shifts, "overlap": overlap, "segment": segment, "weights": _fingerprint(model)}
+    if names:  # only when used, so that earlier results without TTA still resume
+        settings["tta"] = list(names)
     sources = list(model.sources)
     return _Scorer(
         sources,

@@ -425,7 +425,7 @@ def _evaluate(recipe: ComparisonRecipe, system: System, out_dir: Path, force: bo
     for run in system.runs:
         spec = run.spec or system.model
         settings = recipe.eval
-        identity = json.dumps([str(spec), str(recipe.root.resolve()), recipe.subset, settings.model_dump()])
+        identity = json.dumps([str(spec), str(recipe.root.resolve()), recipe.subset, settings.identity()])
         digest = hashlib.sha1(identity.encode()).hexdigest()[:8]
         seed = "" if run.seed is None else f"-seed{run.seed}"
         eval_dir = out_dir / "evals" / f"{system.label}{seed}-{digest}"
@@ -569,7 +569,9 @@ def _write_excerpts(recipe: ComparisonRecipe, systems: list[System], out_dir: Pa
         model = load_separator(system.runs[0].spec or system.model).eval()
         references = stems[[data_sources.index(s) for s in model.sources]] if model.needs_references else None
         with torch.no_grad():
-            estimates = apply_model(model, mix, references=references, batch_size=recipe.eval.batch_size)
+            estimates = apply_model(
+                model, mix, references=references, batch_size=recipe.eval.batch_size, tta=recipe.eval.tta
+            )
         excerpt.systems[system.label] = {
             s: _write_wav(folder / system.label / f"{s}.wav", estimates[i], rate, out_dir)
             for i, s in enumerate(model.sources)

@@ -51,6 +51,25 @@ def _between(low: float, high: float) -> AfterValidator:
 
 
 _Label = Annotated[str, expect(_is_label, "letters, digits, '-' and '_'")]
+
+
+def _tta_names(value: Any) -> Any:
+    """``eval.tta`` as a list of known names, from a comma string or a list (order and duplicates dropped)."""
+    from sepzoo.engine.tta import TTA_NAMES
+
+    if value is None:
+        return []
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list) or not all(isinstance(item, str) for item in items):
+        return value  # the list[str] type reports it
+    names = [item.strip() for item in items if item.strip()]
+    if any(name not in TTA_NAMES for name in names):
+        expected = f"augmentation names among {', '.join(TTA_NAMES)}"
+        raise PydanticCustomError("expected", "expected {expected}", {"expected": expected})
+    return [name for name in TTA_NAMES if name in names]
+
+
+_TtaNames = Annotated[list[str], BeforeValidator(_tta_names)]
 _MODEL_ENTRY = "a recipe path, or a mapping with `recipe`, `members` or `path` (one of them)"
 
 
@@ -123,6 +142,8 @@ class EvalSection(_Section):
         segment: Chunk length in seconds. (Default: ``None``, each model's own)
         batch_size: Chunks per forward pass. (Default: ``4``)
         device: ``"cpu"`` or ``"cuda"``. (Default: ``"cpu"``)
+        tta: Test-time augmentations every system runs with, a list of names or a comma
+            string (``flip``, ``polarity``; :mod:`sepzoo.engine.tta`). (Default: none)
     """
 
     model_config = ConfigDict(title="the `eval` section")
@@ -132,6 +153,14 @@ class EvalSection(_Section):
     segment: Annotated[float, expect(lambda v: v > 0, "a positive number of seconds")] | None = None
     batch_size: Annotated[int, _at_least(1)] = 4
     device: str = "cpu"
+    tta: _TtaNames = []
+
+    def identity(self) -> dict[str, Any]:
+        """The settings that name an evaluation; ``tta`` only when used, so earlier folders still resume."""
+        settings = self.model_dump()
+        if not settings["tta"]:
+            del settings["tta"]
+        return settings
 
 
 _Pair = Annotated[

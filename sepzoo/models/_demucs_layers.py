@@ -9,8 +9,10 @@ our own.
 
 from __future__ import annotations
 
+import functools
 import math
 
+import julius
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
@@ -349,6 +351,43 @@ def residual_options(
     return (options if mode & 1 else None), (options if mode & 2 else None)
 
 
+@functools.cache
+def sinc_resample_kernel(old_sr: int, new_sr: int) -> tuple[Tensor, int]:
+    """The windowed-sinc kernels ``[new_sr, 1, taps]`` (float32, CPU) of
+    ``julius.resample_frac(x, old_sr, new_sr)`` with julius's default zeros and roll-off, and
+    the padding ``width`` on each side. Computed once per pair by julius itself and never
+    modified, so the constant an exported graph holds is the kernel julius applies.
+
+    Args:
+        old_sr: Input rate, in lowest terms with ``new_sr``.
+        new_sr: Output rate.
+    """
+    with torch.no_grad():
+        resampler = julius.ResampleFrac(old_sr, new_sr)
+    return resampler.kernel.detach(), int(resampler._width)
+
+
+def sinc_resample(x: Tensor, old_sr: int, new_sr: int) -> Tensor:
+    """Resample ``x`` (``[B, C, T]``) from ``old_sr`` to ``new_sr``: what
+    ``julius.resample_frac(x, old_sr, new_sr)`` computes, step for step (edge padding, a strided
+    convolution with one kernel per output phase, the phases interleaved, the output floored to
+    ``T * new_sr // old_sr`` samples), with the sizes as Python integers and the kernels as
+    constants, so that it traces into opset-17 ONNX (Pad in edge mode, Conv, Transpose, Reshape,
+    Slice) with a static time axis.
+
+    Args:
+        x: Signal, ``[B, C, T]``.
+        old_sr: Input rate, in lowest terms with ``new_sr``.
+        new_sr: Output rate.
+    """
+    kernel, width = sinc_resample_kernel(old_sr, new_sr)
+    channels, length = int(x.shape[1]), int(x.shape[2])
+    padded = F.pad(x.reshape(-1, 1, length), (width, width + old_sr), mode="replicate")  # B*C, 1, T+
+    phases = F.conv1d(padded, kernel.to(x), stride=old_sr)  # B*C, new_sr, T'
+    y = phases.transpose(1, 2).reshape(-1, channels, phases.shape[-1] * new_sr)  # B, C, new_sr * T'
+    return y[..., : new_sr * length // old_sr]
+
+
 def center_trim(x: Tensor, length: int) -> Tensor:
     """Keep the central ``length`` samples of ``x`` (time last); an odd excess is taken more from
     the right.
@@ -357,7 +396,8 @@ def center_trim(x: Tensor, length: int) -> Tensor:
         x: Tensor with time last, at least ``length`` long.
         length: Samples to keep.
     """
-    excess = x.shape[-1] - length
+    # Python integers also while tracing, so that the exported graph slices a static range.
+    excess = int(x.shape[-1]) - int(length)
     if excess < 0:
         raise ValueError(f"cannot trim {x.shape[-1]} samples to {length}")
     return x[..., excess // 2 : excess // 2 + length]
@@ -375,4 +415,6 @@ __all__ = [
     "group_norm",
     "rescale_conv_weights",
     "residual_options",
+    "sinc_resample",
+    "sinc_resample_kernel",
 ]

@@ -17,8 +17,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sepzoo import DEFAULT_SOURCES
+from sepzoo.errors import SepzooError
 from sepzoo.models import register_model
 from sepzoo.models.base import Separator
+from sepzoo.models.onnx_core import OnnxExport
 
 INPUT_NORMS: tuple[str, ...] = ("channel", "global")
 
@@ -35,6 +37,17 @@ class _LayerNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(channels))
         self.bias = nn.Parameter(torch.zeros(channels))
 
+    def _mean(self, x: Tensor) -> Tensor:
+        if not torch.onnx.is_in_onnx_export():
+            return x.mean(dim=self.reduce_dims, keepdim=True)
+        # In an exported graph one axis at a time, time first: onnxruntime's mean over several
+        # axes at once sums naively (relative errors of 1e-4 over 512 channels x 8000 frames,
+        # 2e-3 at 44100), while its mean over one axis is as accurate as torch's. Forward keeps
+        # torch's joint mean, which model files' outputs are pinned to bit for bit.
+        for dim in sorted(self.reduce_dims, reverse=True):
+            x = x.mean(dim=dim, keepdim=True)
+        return x
+
     def forward(self, x: Tensor) -> Tensor:
         """Normalize ``x`` (``[batch, channels, time]``).
 
@@ -43,8 +56,8 @@ class _LayerNorm(nn.Module):
         """
         if x.dim() != 3:
             raise ValueError(f"expected [batch, channels, time], got {list(x.shape)}")
-        mean = x.mean(dim=self.reduce_dims, keepdim=True)
-        variance = (x - mean).pow(2).mean(dim=self.reduce_dims, keepdim=True)
+        mean = self._mean(x)
+        variance = self._mean((x - mean).pow(2))
         normalized = (x - mean) / torch.sqrt(variance + self.eps)
         return normalized * self.weight[:, None] + self.bias[:, None]
 
@@ -102,13 +115,17 @@ class SeparableConvBlock(nn.Module):
         self.expand = nn.Conv1d(io_channels, hidden_channels, kernel_size=1, bias=bias)
         self.expand_activation = nn.PReLU()
         self.expand_norm = GlobalLayerNorm(hidden_channels)
-        # "same" padding keeps the frame count, so blocks stack and the residual lines up.
+        # "Same" padding keeps the frame count, so blocks stack and the residual lines up. It is
+        # written out (half the reach on each side, the odd sample at the end, as torch's "same"
+        # pads) because ONNX runtimes refuse a dilated convolution with automatic same padding.
+        reach = dilation * (kernel_size - 1)
+        self.depthwise_pad = (0, 0) if reach % 2 == 0 else (reach // 2, reach - reach // 2)
         self.depthwise = nn.Conv1d(
             hidden_channels,
             hidden_channels,
             kernel_size=kernel_size,
             dilation=dilation,
-            padding="same",
+            padding=reach // 2 if reach % 2 == 0 else 0,
             groups=hidden_channels,
             bias=bias,
         )
@@ -123,6 +140,8 @@ class SeparableConvBlock(nn.Module):
             x: Features, ``[batch, io_channels, frames]``.
         """
         hidden = self.expand_norm(self.expand_activation(self.expand(x)))  # B, H, K
+        if self.depthwise_pad != (0, 0):
+            hidden = F.pad(hidden, self.depthwise_pad)
         hidden = self.depthwise_norm(self.depthwise_activation(self.depthwise(hidden)))  # B, H, K
         return x + self.project(hidden)  # B, B_io, K
 
@@ -206,6 +225,36 @@ class WaveformEncoder(nn.Module):
         return F.relu(self.conv(audio))
 
 
+def overlap_add(frames: Tensor, hop: int) -> Tensor:
+    """Overlap-add frames ``[batch, channels, size, frames]`` with hop ``hop`` into
+    ``[batch, channels, (frames - 1) * hop + size]``.
+
+    The result equals ``F.fold`` with a ``(1, size)`` kernel and stride ``(1, hop)``, but it is
+    made of padding, reshapes and additions, which ONNX opset 17 has (``F.fold`` becomes col2im,
+    which it lacks). Each frame is cut into ``ceil(size / hop)`` hop-long pieces (the last one
+    zero-padded); piece ``j`` of frame ``k`` lands on hop block ``k + j``. The pieces are added in
+    order of their offset in the frame, the order in which ``F.fold`` accumulates on the CPU, so
+    the sums round the same way.
+
+    Args:
+        frames: Frames, ``[batch, channels, size, frames]``.
+        hop: Samples between the starts of consecutive frames, at most ``size``.
+    """
+    # Python integers (also while tracing, where sizes are tensors): the exported graph's time
+    # axis is fixed, and the piece count must not become integer arithmetic in the graph.
+    channels, size, count = (int(value) for value in frames.shape[1:])
+    if not 1 <= hop <= size:
+        raise ValueError(f"hop must be between 1 and the frame size {size}, got {hop}")
+    pieces = -(-size // hop)
+    frames = F.pad(frames, (0, 0, 0, pieces * hop - size))  # B, C, P*hop, K
+    frames = frames.reshape(-1, channels, pieces, hop, count)  # B, C, P, hop, K
+    blocks = F.pad(frames[:, :, 0], (0, pieces - 1))  # B, C, hop, K + P - 1
+    for piece in range(1, pieces):
+        blocks = blocks + F.pad(frames[:, :, piece], (piece, pieces - 1 - piece))
+    audio = blocks.transpose(2, 3).reshape(-1, channels, (count + pieces - 1) * hop)  # B, C, T''
+    return audio[..., : (count - 1) * hop + size]  # B, C, T
+
+
 class OverlapAddDecoder(nn.Module):
     """Learned synthesis: each frame's features map linearly to ``L`` samples per audio
     channel, and frames are overlap-added with hop ``L // 2``.
@@ -229,14 +278,11 @@ class OverlapAddDecoder(nn.Module):
         Args:
             features: Masked encoder features, ``[batch, sources, N, frames]``.
         """
-        batch, sources, _, frames = features.shape
+        _, sources, _, frames = features.shape
         samples = self.basis(features.transpose(2, 3))  # B, S, K, C*L
-        samples = samples.reshape(batch * sources, frames, -1).transpose(1, 2)  # B*S, C*L, K
-        length = (frames - 1) * self.hop + self.kernel_size
-        audio = F.fold(
-            samples, output_size=(1, length), kernel_size=(1, self.kernel_size), stride=(1, self.hop)
-        )  # B*S, C, 1, T
-        return audio.view(batch, sources, self.audio_channels, length)  # B, S, C, T
+        samples = samples.reshape(-1, frames, self.audio_channels, self.kernel_size)  # B*S, K, C, L
+        audio = overlap_add(samples.permute(0, 2, 3, 1), self.hop)  # B*S, C, T
+        return audio.reshape(-1, sources, self.audio_channels, audio.shape[-1])  # B, S, C, T
 
 
 @register_model("conv_tasnet")
@@ -345,8 +391,51 @@ class ConvTasNet(Separator):
         self.check_input(mix, references)
         length = mix.shape[-1]
         padded = F.pad(mix, (0, self.valid_length(length) - length))  # B, C, T'
-        features = self.encoder(padded)  # B, N, K
-        masks = self.mask_estimator(features)  # B, S, N, K
-        stems = self.decoder(features.unsqueeze(1) * masks)  # B, S, C, T'
+        stems = self.separate_valid(padded)  # B, S, C, T'
         # In the mixture's precision, also when autocast ran the decoder in half precision.
         return stems[..., :length].to(mix.dtype)  # B, S, C, T
+
+    def separate_valid(self, mix: Tensor) -> Tensor:
+        """The stems ``[batch, sources, channels, time]`` of a mixture whose length is valid
+        (see :meth:`valid_length`): the network without the padding and cropping around it, and
+        the core of the ONNX export.
+
+        Args:
+            mix: Mixture, ``[batch, channels, time]`` with a valid ``time``.
+        """
+        features = self.encoder(mix)  # B, N, K
+        masks = self.mask_estimator(features)  # B, S, N, K
+        return self.decoder(features.unsqueeze(1) * masks)  # B, S, C, T
+
+    def onnx_export(self, length: int) -> OnnxExport:
+        """Export plan: the network on chunks of ``length`` samples, waveform in and out (the
+        ``"waveform"`` adapter).
+
+        Args:
+            length: Samples per exported chunk; must be a valid length.
+
+        Raises:
+            SepzooError: ``length`` is not a valid length.
+        """
+        if length < 1 or self.valid_length(length) != length:
+            raise SepzooError(
+                f"conv_tasnet export length {length} is not a valid length "
+                f"(expected e.g. {self.valid_length(max(1, length))})"
+            )
+        return OnnxExport(core=_ValidLengthCore(self), adapter="waveform")
+
+
+class _ValidLengthCore(nn.Module):
+    """The export core: a model's ``separate_valid`` (waveform in, stems out)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, mix: Tensor) -> Tensor:
+        """Stems ``[batch, sources, channels, time]`` of ``mix`` ``[batch, channels, time]``.
+
+        Args:
+            mix: Mixture chunks of the exported length.
+        """
+        return self.model.separate_valid(mix)

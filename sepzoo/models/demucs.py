@@ -12,7 +12,8 @@ Each encoder layer is ``conv(kernel 8, stride 4) -> norm -> activation [-> resid
 [-> 1x1 rewrite conv -> norm -> GLU]``; each decoder layer mirrors it with a transposed
 convolution, after adding the encoder's output at the same depth (the U-Net skip). The input is
 normalised by its standard deviation, padded to a length the strided convolutions tile exactly,
-and upsampled x2 (the output downsampled back) with julius's sinc resampler.
+and upsampled x2 (the output downsampled back) with julius's sinc resampler (computed by
+:func:`~sepzoo.models._demucs_layers.sinc_resample`, which also exports to ONNX).
 """
 
 from __future__ import annotations
@@ -20,12 +21,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-import julius
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
 from sepzoo import DEFAULT_SOURCES
+from sepzoo.errors import SepzooError
 from sepzoo.models import register_model
 from sepzoo.models._demucs_layers import (
     BidirectionalLSTM,
@@ -35,8 +36,11 @@ from sepzoo.models._demucs_layers import (
     group_norm,
     rescale_conv_weights,
     residual_options,
+    sinc_resample,
+    sinc_resample_kernel,
 )
 from sepzoo.models.base import Separator
+from sepzoo.models.onnx_core import OnnxExport
 
 
 def _rewrite(
@@ -275,6 +279,9 @@ class Demucs(Separator):
             in_channels = channels
             channels = int(growth * channels)
         self.bottleneck = BidirectionalLSTM(in_channels, lstm_layers) if lstm_layers else None
+        if resample:
+            # The kernels exist before any tracing, so an exported graph holds them as constants.
+            sinc_resample_kernel(1, 2), sinc_resample_kernel(2, 1)
         if rescale:
             rescale_conv_weights(self, reference=rescale)
 
@@ -285,7 +292,7 @@ class Demucs(Separator):
             length: A number of samples.
         """
         if self.resample:
-            length *= 2
+            length = 2 * length
         for _ in range(self.depth):
             length = max(1, math.ceil((length - self.kernel_size) / self.stride) + 1)
         for _ in range(self.depth):
@@ -296,12 +303,12 @@ class Demucs(Separator):
 
     def forward(self, mix: Tensor, references: Tensor | None = None) -> Tensor:
         self.check_input(mix, references)
-        length = mix.shape[-1]
+        length = int(mix.shape[-1])  # a Python integer also while tracing: a static graph
         x, mean, std = self._standardise(mix)  # B, C, T
         excess = self.valid_length(length) - length
         x = F.pad(x, (excess // 2, excess - excess // 2))  # B, C, T_valid
         if self.resample:
-            x = julius.resample_frac(x, 1, 2)  # B, C, 2 T_valid
+            x = sinc_resample(x, 1, 2)  # B, C, 2 T_valid
         skips = []
         for layer in self.encoder:
             x = layer(x)  # B, C_l, T_l
@@ -312,10 +319,29 @@ class Demucs(Separator):
             skip = skips.pop()
             x = layer(x + center_trim(skip, x.shape[-1]))  # B, C_l-1, T_l-1
         if self.resample:
-            x = julius.resample_frac(x, 2, 1)  # B, S*C, T'
+            x = sinc_resample(x, 2, 1)  # B, S*C, T'
         x = center_trim(x * std + mean, length)  # B, S*C, T
         # In the mixture's precision, also when autocast ran the decoder in half precision.
         return x.view(x.shape[0], len(self.sources), self.audio_channels, length).to(mix.dtype)  # B, S, C, T
+
+    def onnx_export(self, length: int) -> OnnxExport:
+        """Export plan: the whole forward (standardisation, x2 sinc resampling, the U-Net) on
+        chunks of ``length`` samples, waveform in and out (the ``"waveform"`` adapter). The
+        resampling is :func:`~sepzoo.models._demucs_layers.sinc_resample`, julius's computation
+        with constant kernels, which forward uses too.
+
+        Args:
+            length: Samples per exported chunk; must be a valid length.
+
+        Raises:
+            SepzooError: ``length`` is not a valid length.
+        """
+        if length < 1 or self.valid_length(length) != length:
+            raise SepzooError(
+                f"{self.registry_name or type(self).__name__} export length {length} is not a valid "
+                f"length (expected e.g. {self.valid_length(max(1, length))})"
+            )
+        return OnnxExport(core=_ForwardCore(self), adapter="waveform")
 
     def _standardise(self, mix: Tensor) -> tuple[Tensor, Tensor | float, Tensor | float]:
         if not self.normalize:
@@ -325,6 +351,22 @@ class Demucs(Separator):
         # The unbiased std, as the published models were trained with; one sample has none.
         std = torch.nan_to_num(mono.std(dim=-1, keepdim=True), nan=0.0) if mix.shape[-1] > 1 else mean * 0
         return (mix - mean) / (1e-5 + std), mean, std
+
+
+class _ForwardCore(nn.Module):
+    """The export core: a model's forward on mixture chunks (waveform in, stems out)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, mix: Tensor) -> Tensor:
+        """Stems ``[batch, sources, channels, time]`` of ``mix`` ``[batch, channels, time]``.
+
+        Args:
+            mix: Mixture chunks of the exported length.
+        """
+        return self.model(mix)
 
 
 @register_model("demucs_v2")

@@ -50,6 +50,7 @@ from sepzoo.dsp.stft import STFT
 from sepzoo.dsp.wiener import wiener_filter
 from sepzoo.models import register_model
 from sepzoo.models.base import Separator
+from sepzoo.models.onnx_core import ExportUnsupportedError, OnnxExport
 
 STD_FLOOR = 1e-4
 """Smallest input standard deviation, relative to the largest one, in
@@ -143,6 +144,29 @@ class TargetNetwork(nn.Module):
         x = self.decoder_norm(self.decoder(x)).view(batch, frames, channels, bins)  # B, N, C, F
         x = x * self.output_scale + self.output_shift  # B, N, C, F
         return F.relu(x).permute(0, 2, 3, 1)  # B, C, F, N
+
+
+class OpenUnmixCore(nn.Module):
+    """The exported graph of :class:`OpenUnmix`: the masks ``[B, S, C, F, N]`` from the mixture's
+    spectrogram as real and imaginary parts ``[B, C, F, N, 2]``, through the model's own
+    :meth:`OpenUnmix.masks` (no copied weights).
+
+    Args:
+        model: The model to export.
+    """
+
+    def __init__(self, model: OpenUnmix) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, spectrum: Tensor) -> Tensor:
+        """The masks of every target.
+
+        Args:
+            spectrum: The mixture's STFT, real and imaginary parts last, ``[B, C, F, N, 2]``.
+        """
+        magnitude = spectrum.square().sum(dim=-1).sqrt()  # B, C, F, N
+        return self.model.masks(magnitude)
 
 
 @register_model("open_unmix")
@@ -275,10 +299,52 @@ class OpenUnmix(Separator):
                 f"{mix.shape[-1]}"
             )
         mix_stft = self.stft(mix)  # B, C, F, N
-        magnitude = mix_stft.abs()  # B, C, F, N
-        masks = [network(magnitude) for network in self.target_networks.values()]  # S x (B, C, F, N)
-        stems_stft = self.stem_spectrograms(torch.stack(masks, dim=1), mix_stft)  # B, S, C, F, N
+        masks = self.masks(mix_stft.abs())  # B, S, C, F, N
+        stems_stft = self.stem_spectrograms(masks, mix_stft)  # B, S, C, F, N
         return self.istft(stems_stft, mix.shape[-1])  # B, S, C, T
+
+    def masks(self, magnitude: Tensor) -> Tensor:
+        """Every target's mask, ``[B, S, C, F, N]``, from the mixture's magnitude: the network part
+        of :meth:`forward`, which the exported graph runs too.
+
+        Args:
+            magnitude: Magnitude spectrogram of the mixture, ``[batch, channels, bins, frames]``.
+        """
+        masks = [network(magnitude) for network in self.target_networks.values()]  # S x (B, C, F, N)
+        return torch.stack(masks, dim=1)  # B, S, C, F, N
+
+    def onnx_export(self, length: int) -> OnnxExport:
+        """The export plan: the graph maps the mixture's spectrogram (real and imaginary parts
+        in a last axis of size 2, ``[B, C, F, N, 2]``) to the masks ``[B, S, C, F, N]``; the
+        ``open_unmix`` adapter (:mod:`sepzoo.deploy.umx`) computes the STFT, applies the masks
+        or the Wiener filter as :meth:`stem_spectrograms` does in evaluation mode, and inverts.
+
+        Args:
+            length: Samples per exported chunk.
+        """
+        if self.stft.pad_mode == "reflect" and length <= self.n_fft // 2:
+            raise ExportUnsupportedError(
+                f"reflection padding needs chunks of more than n_fft // 2 = {self.n_fft // 2} samples, "
+                f"got {length}"
+            )
+        settings = {
+            "n_fft": self.n_fft,
+            "hop_length": self.hop_length,
+            "normalized": self.stft.normalized,
+            "pad_mode": self.stft.pad_mode,
+            "sources": len(self.sources),
+            "wiener_iterations": self.wiener_iterations,
+            "wiener_softmask": self.wiener_softmask,
+            "wiener_residual": self.wiener_residual,
+            "wiener_window": self.wiener_window,
+        }
+        return OnnxExport(
+            core=OpenUnmixCore(self),
+            adapter="open_unmix",
+            settings=settings,
+            input_names=["spectrum"],
+            output_names=["masks"],
+        )
 
     def istft(self, spectrum: Tensor, length: int) -> Tensor:
         """The inverse of :attr:`stft` (the model's :class:`~sepzoo.dsp.stft.STFT`, centred with
@@ -355,4 +421,4 @@ class OpenUnmix(Separator):
             network.input_scale.copy_(1 / floored)
 
 
-__all__ = ["OpenUnmix", "TargetNetwork", "bandwidth_to_max_bin"]
+__all__ = ["OpenUnmix", "OpenUnmixCore", "TargetNetwork", "bandwidth_to_max_bin"]
