@@ -5,7 +5,6 @@ model."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -23,9 +22,6 @@ from sepzoo.models import get_model_class
 from sepzoo.models.hybrid_demucs import pad_reflect
 
 TOLERANCE = 1e-4
-
-HAS_NUMPY_WIENER = importlib.util.find_spec("sepzoo.deploy.wiener") is not None
-needs_numpy_wiener = pytest.mark.skipif(not HAS_NUMPY_WIENER, reason="sepzoo.deploy.wiener is not there yet")
 
 
 def _tiny(name: str, **overrides: object) -> torch.nn.Module:
@@ -59,12 +55,11 @@ def test_onnx_parity_complex_as_channels(name: str) -> None:
     ("name", "overrides"),
     [
         ("hdemucs", {"cac": False, "wiener_iters": -1, "end_iters": -1}),
-        pytest.param("hdemucs", {"cac": False, "wiener_iters": 2, "end_iters": 2}, marks=needs_numpy_wiener),
-        pytest.param("htdemucs", {"cac": False, "wiener_iters": 1, "end_iters": 1}, marks=needs_numpy_wiener),
-        pytest.param(
+        ("hdemucs", {"cac": False, "wiener_iters": 2, "end_iters": 2}),
+        ("htdemucs", {"cac": False, "wiener_iters": 1, "end_iters": 1}),
+        (
             "hdemucs",
             {"cac": False, "hybrid": False, "wiener_iters": 1, "end_iters": 0, "wiener_residual": True},
-            marks=needs_numpy_wiener,
         ),
     ],
 )
@@ -176,9 +171,8 @@ def test_adapter_runs_without_torch_as_the_model_computes(tmp_path: Path) -> Non
         {"hybrid_old": True},
         {"cac": False, "wiener_iters": -1, "end_iters": -1},
         {"hybrid": False, "cac": False, "wiener_iters": -1, "end_iters": 0},
+        {"cac": False, "wiener_iters": 1, "end_iters": 1, "wiener_residual": True},
     ]
-    if HAS_NUMPY_WIENER:
-        settings.append({"cac": False, "wiener_iters": 1, "end_iters": 1, "wiener_residual": True})
     models = [_tiny("hdemucs", **overrides) for overrides in settings]
     length = 20000  # 313 frames: the Wiener filter runs on two windows of frames
     mix = (0.3 * np.random.default_rng(0).standard_normal((2, 2, length))).astype(np.float32)

@@ -36,6 +36,7 @@ import numpy as np
 
 from sepzoo.deploy.adapters import Adapter, register_adapter
 from sepzoo.deploy.dsp import hann_window, istft, stft
+from sepzoo.deploy.wiener import demucs_wiener
 
 REQUIRED = (
     "length",
@@ -187,8 +188,6 @@ class HybridDemucsAdapter(Adapter):
             return parts[:, :, :, 0] + 1j * parts[:, :, :, 1]
         if self.wiener_iters < 0:
             return spectrum[:, None] / (1e-8 + np.abs(spectrum)[:, None]) * estimate
-        from sepzoo.deploy.wiener import demucs_wiener
-
         frames = spectrum.shape[-1]
         items = []
         for item in range(spectrum.shape[0]):
