@@ -447,23 +447,19 @@ def _trainable_architectures() -> list[str]:
 
 @pytest.mark.parametrize("name", _trainable_architectures())
 def test_exported_architecture_separates_tracks_as_torch_does(name, tmp_path):
-    """Track level, through the export folder and both engines: the onnxruntime path equals the
-    NumPy runtime, and equals the torch model wherever a track is covered by full chunks only
-    (everywhere for a fixed_chunk_length model)."""
+    """Every trainable architecture exports. At track level, through the export folder and both
+    engines, the onnxruntime path equals the NumPy runtime, and equals the torch model wherever a
+    track is covered by full chunks only (everywhere for a fixed_chunk_length model)."""
     from sepzoo.engine.plan import plan_chunks, seconds_to_samples
     from sepzoo.export.graph import relative_errors
     from sepzoo.models import get_model_class
-    from sepzoo.models.onnx_core import ExportUnsupportedError
 
     cls = get_model_class(name)
     torch.manual_seed(0)
     model = cls(**cls.test_kwargs).eval()
     segment = min(model.segment or 0.25, 0.25, model.max_segment or 0.25)
     chunk = seconds_to_samples(segment, model.sample_rate)
-    try:
-        model.onnx_export(model.valid_length(chunk))
-    except ExportUnsupportedError:
-        pytest.skip(f"{name} has no ONNX export path yet")
+    # Every trainable architecture must export: a new one without an export plan fails here.
     path = save_model_file(model, tmp_path / f"{name}.sepzoo")
     out = tmp_path / "onnx"
     manifest = export_onnx(path, out, segment=segment)
