@@ -65,6 +65,22 @@ def stft(
     return np.swapaxes(spectrum, -1, -2)
 
 
+def _overlap_add(frames: np.ndarray, hop_length: int, total: int) -> np.ndarray:
+    """Sum frames ``[..., N, n_fft]`` placed ``hop_length`` apart into ``[..., total]``.
+
+    The frames are cut into hop-long pieces, and piece ``j`` of every frame is added at once: a
+    loop over the ``ceil(n_fft / hop)`` pieces of a frame instead of over the frames.
+    """
+    count, n_fft = frames.shape[-2:]
+    pieces = -(-n_fft // hop_length)
+    frames = np.pad(frames, [(0, 0)] * (frames.ndim - 1) + [(0, pieces * hop_length - n_fft)])
+    frames = frames.reshape(*frames.shape[:-1], pieces, hop_length)  # ..., N, pieces, hop
+    blocks = np.zeros((*frames.shape[:-3], count + pieces - 1, hop_length))
+    for piece in range(pieces):
+        blocks[..., piece : piece + count, :] += frames[..., piece, :]
+    return blocks.reshape(*blocks.shape[:-2], -1)[..., :total]
+
+
 def istft(
     spectrum: np.ndarray,
     n_fft: int,
@@ -94,12 +110,8 @@ def istft(
     frames = frames * full
     count = frames.shape[-2]
     total = n_fft + hop_length * (count - 1)
-    signal = np.zeros((*frames.shape[:-2], total))
-    norm = np.zeros(total)
-    for index in range(count):
-        start = index * hop_length
-        signal[..., start : start + n_fft] += frames[..., index, :]
-        norm[start : start + n_fft] += full**2
+    signal = _overlap_add(frames, hop_length, total)
+    norm = _overlap_add(np.broadcast_to(full**2, (count, n_fft)), hop_length, total)
     half = n_fft // 2
     end = half + length
     if end > total:

@@ -141,8 +141,10 @@ def wiener_gains_apply(
         block_psds = psds[..., block]  # B, S, F, Tb
         inverse = _inverse_mixture_covariance(block_psds, covariances, ridge, determinant_eps)
         mixture = mix[..., block].transpose(0, 2, 3, 1)  # B, F, Tb, C
-        whitened = np.einsum("bftcd,bftd->bftc", inverse, mixture)  # B, F, Tb, C
-        projected = np.einsum("bsfcd,bftd->bscft", covariances, whitened)  # B, S, C, F, Tb
+        whitened = np.matmul(inverse, mixture[..., None])[..., 0]  # B, F, Tb, C
+        # Per source and bin, R_j (C x C) times the frames' whitened mixtures (C x Tb).
+        projected = np.matmul(covariances, whitened.swapaxes(-1, -2)[:, None])  # B, S, F, C, Tb
+        projected = projected.swapaxes(2, 3)  # B, S, C, F, Tb
         blocks.append(projected * block_psds[:, :, None])
     return np.concatenate(blocks, axis=-1)
 
@@ -191,9 +193,12 @@ def mixture_phase_estimates(magnitudes: np.ndarray, mix_stft: np.ndarray) -> np.
     Returns:
         ``[B, S, C, F, T]``, complex128.
     """
-    phase = np.angle(_complex(mix_stft))[:, None]  # B, 1, C, F, T
-    magnitudes = _real(magnitudes)
-    return magnitudes * np.cos(phase) + 1j * (magnitudes * np.sin(phase))
+    mix = _complex(mix_stft)
+    size = np.abs(mix)
+    # The unit phasor mix / |mix| is exp(1j * angle(mix)) without the trigonometry; a silent bin
+    # has angle 0, so phasor 1.
+    phasor = np.where(size > 0, mix / np.where(size > 0, size, 1.0), 1.0)[:, None]  # B, 1, C, F, T
+    return _real(magnitudes) * phasor
 
 
 def softmask_estimates(magnitudes: np.ndarray, mix_stft: np.ndarray, eps: float = 1e-10) -> np.ndarray:
