@@ -17,10 +17,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sepzoo import DEFAULT_SOURCES
-from sepzoo.errors import SepzooError
 from sepzoo.models import register_model
 from sepzoo.models.base import Separator
-from sepzoo.models.onnx_core import OnnxExport
+from sepzoo.models.onnx_core import OnnxExport, require_valid_length
 
 INPUT_NORMS: tuple[str, ...] = ("channel", "global")
 
@@ -417,11 +416,7 @@ class ConvTasNet(Separator):
         Raises:
             SepzooError: ``length`` is not a valid length.
         """
-        if length < 1 or self.valid_length(length) != length:
-            raise SepzooError(
-                f"conv_tasnet export length {length} is not a valid length "
-                f"(expected e.g. {self.valid_length(max(1, length))})"
-            )
+        require_valid_length(self, length)
         return OnnxExport(core=_ValidLengthCore(self), adapter="waveform")
 
 

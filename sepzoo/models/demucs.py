@@ -26,7 +26,6 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from sepzoo import DEFAULT_SOURCES
-from sepzoo.errors import SepzooError
 from sepzoo.models import register_model
 from sepzoo.models._demucs_layers import (
     BidirectionalLSTM,
@@ -40,7 +39,7 @@ from sepzoo.models._demucs_layers import (
     sinc_resample_kernel,
 )
 from sepzoo.models.base import Separator
-from sepzoo.models.onnx_core import OnnxExport
+from sepzoo.models.onnx_core import OnnxExport, require_valid_length
 
 
 def _rewrite(
@@ -336,11 +335,7 @@ class Demucs(Separator):
         Raises:
             SepzooError: ``length`` is not a valid length.
         """
-        if length < 1 or self.valid_length(length) != length:
-            raise SepzooError(
-                f"{self.registry_name or type(self).__name__} export length {length} is not a valid "
-                f"length (expected e.g. {self.valid_length(max(1, length))})"
-            )
+        require_valid_length(self, length)
         return OnnxExport(core=_ForwardCore(self), adapter="waveform")
 
     def _standardise(self, mix: Tensor) -> tuple[Tensor, Tensor | float, Tensor | float]:

@@ -11,11 +11,14 @@ of the exported length.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
 from sepzoo.errors import SepzooError
+
+if TYPE_CHECKING:
+    from sepzoo.models.base import Separator
 
 
 class ExportUnsupportedError(SepzooError):
@@ -45,4 +48,21 @@ class OnnxExport:
     output_names: list[str] = field(default_factory=lambda: ["stems"])
 
 
-__all__ = ["ExportUnsupportedError", "OnnxExport"]
+def require_valid_length(model: Separator, length: int) -> None:
+    """Refuse an export length that ``model`` would pad or trim: the graph's length is fixed.
+
+    Args:
+        model: The model being exported.
+        length: Samples per exported chunk.
+
+    Raises:
+        SepzooError: ``length`` is not one of the model's valid lengths.
+    """
+    if length < 1 or model.valid_length(length) != length:
+        raise SepzooError(
+            f"{model.registry_name or type(model).__name__} export length {length} is not a valid "
+            f"length (expected e.g. {model.valid_length(max(1, length))})"
+        )
+
+
+__all__ = ["ExportUnsupportedError", "OnnxExport", "require_valid_length"]
