@@ -252,7 +252,7 @@ def full_chunks(length: int, chunk: int) -> int:
         length: The track's samples.
         chunk: Samples per chunk.
     """
-    from sepzoo.engine.plan import plan_chunks
+    from sepzoo.deploy.plan import plan_chunks
 
     short = [offset for offset in plan_chunks(length, chunk, OVERLAP) if offset + chunk > length]
     return short[0] if short else length
@@ -285,7 +285,7 @@ def part_speed(args: argparse.Namespace, root: Path, track: Path) -> None:
     """onnxruntime against torch per architecture (part 1)."""
     import numpy as np
 
-    from sepzoo.engine.plan import seconds_to_samples
+    from sepzoo.deploy.plan import seconds_to_samples
 
     rows = []
     for name in args.models:

@@ -19,8 +19,9 @@ PACKAGE = Path(__file__).resolve().parents[1] / "sepzoo"
 LAYERS: list[set[str]] = [
     {"core"},  # sepzoo/__init__.py, errors.py, registry.py, schema.py
     {"io", "dsp"},
+    {"deploy"},  # exported models' NumPy runtime: never imports torch
     {"models"},
-    {"engine", "data"},
+    {"engine", "data", "export"},
     {"evaluation"},
     {"training"},
     {"experiments", "convert"},

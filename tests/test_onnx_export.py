@@ -450,7 +450,7 @@ def test_exported_architecture_separates_tracks_as_torch_does(name, tmp_path):
     """Every trainable architecture exports. At track level, through the export folder and both
     engines, the onnxruntime path equals the NumPy runtime, and equals the torch model wherever a
     track is covered by full chunks only (everywhere for a fixed_chunk_length model)."""
-    from sepzoo.engine.plan import plan_chunks, seconds_to_samples
+    from sepzoo.deploy.plan import plan_chunks, seconds_to_samples
     from sepzoo.export.graph import relative_errors
     from sepzoo.models import get_model_class
 

@@ -617,8 +617,8 @@ def test_a_comparison_without_the_keys_older_files_lack_loads_with_their_default
         ),
         (
             lambda data: data["systems"][0].update(kind="trianed"),
-            "comparison.json: systems[0].kind: expected one of 'trained', 'oracle', got str 'trianed';"
-            " did you mean 'trained'?",
+            "comparison.json: systems[0].kind: expected one of 'trained', 'oracle', 'exported', got str "
+            "'trianed'; did you mean 'trained'?",
         ),
         (
             lambda data: data.update(date="25 Nov 2026"),

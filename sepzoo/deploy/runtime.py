@@ -7,7 +7,7 @@ adapter around the graph, its settings and the sha256 digest of every graph file
 file is refused with one line instead of running a different network.
 
 :meth:`ExportedModel.separate` cuts a track into chunks as the torch engine cuts it for a model
-with ``fixed_chunk_length`` (the planning helpers of :mod:`sepzoo.engine.plan` are shared):
+with ``fixed_chunk_length`` (the planning helpers of :mod:`sepzoo.deploy.plan` are shared):
 chunks of the export's segment start every ``int((1 - overlap) * segment)`` samples, each is
 widened with real neighbouring audio (zeros past the track's ends) to the graph's length, and
 the outputs are cropped back and cross-faded with triangular weights. With torch installed,
@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from sepzoo.deploy.adapters import ADAPTER_MODULES, Adapter, get_adapter
-from sepzoo.engine.plan import left_context, plan_chunks, seconds_to_samples, triangular_weights
+from sepzoo.deploy.plan import left_context, plan_chunks, seconds_to_samples, triangular_weights
 from sepzoo.errors import CheckpointError
 
 MANIFEST_NAME = "sepzoo-onnx.json"

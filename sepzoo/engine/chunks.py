@@ -16,8 +16,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from sepzoo.engine.plan import chunk_stride, left_context, triangular_weights
-from sepzoo.engine.plan import plan_chunks as plan_chunks  # re-exported: the engine's planning API
+from sepzoo.deploy.plan import chunk_stride, left_context, triangular_weights
+from sepzoo.deploy.plan import plan_chunks as plan_chunks  # re-exported: the engine's planning API
 from sepzoo.errors import SepzooError
 from sepzoo.models.bag import BagOfModels
 from sepzoo.models.base import Separator, seconds_to_samples
@@ -68,7 +68,7 @@ def center_crop(signal: Tensor, length: int) -> Tensor:
 def triangular_weight(length: int, power: float = 1.0, device: torch.device | str | None = None) -> Tensor:
     """Cross-fade window: a triangle peaking at 1 in the middle, raised to ``power``.
 
-    The weights of :func:`~sepzoo.engine.plan.triangular_weights` (which the torch-free runtime
+    The weights of :func:`~sepzoo.deploy.plan.triangular_weights` (which the torch-free runtime
     of exported models uses too) as a tensor. Every value is positive (the edges are
     ``(1 / peak) ** power``), so any sample covered by a chunk gets a non-zero weight; larger
     ``power`` makes the transitions between chunks sharper.

@@ -25,6 +25,7 @@ import torch
 
 from sepzoo import __version__
 from sepzoo.deploy.adapters import get_adapter
+from sepzoo.deploy.plan import seconds_to_samples
 from sepzoo.deploy.runtime import (
     GRAPH_NAME,
     MANIFEST_FORMAT,
@@ -33,7 +34,6 @@ from sepzoo.deploy.runtime import (
     file_digest,
     run_session,
 )
-from sepzoo.engine.plan import seconds_to_samples
 from sepzoo.errors import OutputExistsError, SepzooError
 from sepzoo.export.graph import OPSET, graph_bytes, relative_errors
 from sepzoo.io.atomic import atomic_folder, make_writable_folder, write_json_atomic

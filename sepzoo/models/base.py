@@ -17,7 +17,7 @@ from typing import Any, ClassVar, Literal
 
 from torch import Tensor, nn
 
-from sepzoo.engine.plan import seconds_to_samples
+from sepzoo.deploy.plan import seconds_to_samples
 from sepzoo.models.onnx_core import ExportUnsupportedError, OnnxExport
 
 Domain = Literal["waveform", "spectrogram", "hybrid", "oracle"]
